@@ -1,0 +1,8 @@
+//! The embedded default: uploads and finished objects as files on disk, sessions and media in redb.
+//! Needs nothing but a directory.
+
+mod blobs;
+mod meta;
+
+pub use blobs::LocalBlobs;
+pub use meta::LocalMeta;

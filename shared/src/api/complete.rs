@@ -1,0 +1,136 @@
+//! POST /api/v2/media/upload/complete/: check the MD5 carried forward through the chunks, turn the
+//! received bytes into the final object and record the Media.
+//!
+//! Completion is two steps so that a crash in between can never make two media for one upload:
+//! first the session moves to `Completing` with a reserved media id (a conditional write, which also
+//! stops a concurrent complete), then object + media record are written and the session becomes
+//! `Completed`. A retry finds `Completing` and finishes with the same id.
+
+use time::OffsetDateTime;
+
+use super::auth::require_user;
+use super::form::fields;
+use super::{response, App, Request, Response};
+use crate::domain::sniff::dimensions;
+use crate::domain::upload::{UploadSession, UploadStatus};
+use crate::domain::{ApiError, MediaRecord, MediaType};
+
+/// How far into a finished image to look for its dimensions when the first chunk did not hold them.
+const HEADER_PROBE_BYTES: u64 = 1024 * 1024;
+
+pub async fn handle(app: &App, req: Request) -> Response {
+    response::from_result(complete(app, req).await)
+}
+
+async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
+    let user = require_user(&req)?;
+    let fields = fields(&req)?;
+    let (upload_id, md5) = match (fields.required("upload_id"), fields.required("md5")) {
+        (Ok(u), Ok(m)) => (u, m),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    let requested_type = fields.get("type");
+    let mut session = app.own_upload(upload_id, &user).await?;
+    let now = OffsetDateTime::now_utc();
+
+    match session.status.clone() {
+        UploadStatus::Completed {
+            media_id,
+            md5: done,
+        } => {
+            // A client retrying after a timeout gets the same media again.
+            if !md5.trim().eq_ignore_ascii_case(&done) {
+                return Err(ApiError::bad_request(
+                    "upload_completed",
+                    "this upload was completed with a different md5",
+                ));
+            }
+            let media = app.media_or_404(media_id).await?;
+            return Ok(response::json(200, &app.media_json(&media).await?));
+        }
+        UploadStatus::Completing {
+            media_id,
+            media_type,
+        } => {
+            session.verify_md5(md5)??;
+            let media = finish(app, &mut session, media_id, media_type, now).await?;
+            return Ok(response::json(201, &app.media_json(&media).await?));
+        }
+        UploadStatus::Receiving | UploadStatus::Failed { .. } => {}
+    }
+
+    session.check_completable(now)?;
+    if session.lease_active(now) {
+        return Err(ApiError::Conflict(
+            "a chunk of this upload is being written right now; retry shortly".into(),
+        ));
+    }
+    // A wrong `type` is the client's mistake about the request, not about the bytes: no need to fail.
+    let media_type =
+        MediaType::for_upload(requested_type, session.content.kind, &session.content.mime)?;
+    if let Err(mismatch) = session.verify_md5(md5)? {
+        fail(app, &mut session, &mismatch.to_string()).await?;
+        return Err(mismatch);
+    }
+    let media_id = app.media.next_media_id().await?;
+    session.status = UploadStatus::Completing {
+        media_id,
+        media_type,
+    };
+    app.save_upload(&mut session).await?;
+    let media = finish(app, &mut session, media_id, media_type, now).await?;
+    Ok(response::json(201, &app.media_json(&media).await?))
+}
+
+/// Object, media record, then the session's final state; each step is safe to repeat.
+async fn finish(
+    app: &App,
+    session: &mut UploadSession,
+    media_id: u64,
+    media_type: MediaType,
+    now: OffsetDateTime,
+) -> Result<MediaRecord, ApiError> {
+    let key = session.object_key();
+    app.blobs.finish(session, &key).await?;
+
+    let c = &session.content;
+    let mut media = MediaRecord::new(media_id, &session.owner, media_type, now);
+    media.title = session.filename.clone();
+    media.size = Some(session.total);
+    media.mimetype = Some(c.mime.clone());
+    media.upload_id = Some(session.id.clone());
+    if media_type.is_image() {
+        let (mut width, mut height) = (c.width, c.height);
+        if width.is_none() {
+            // The header lay beyond the first chunk: read the start of the object, never the whole file.
+            let head = app.blobs.read_head(&key, HEADER_PROBE_BYTES).await?;
+            (width, height) = dimensions(&head).map_or((None, None), |(w, h)| (Some(w), Some(h)));
+        }
+        media.image_width = width;
+        media.image_height = height;
+        media.image_mimetype = Some(c.mime.clone());
+    }
+    media.object_key = Some(key);
+    app.media.put_media(&media).await?;
+
+    session.status = UploadStatus::Completed {
+        media_id,
+        md5: session.md5.hex_digest()?,
+    };
+    session.staging = Default::default();
+    app.save_upload(session).await?;
+    Ok(media)
+}
+
+/// The MD5 did not match: the upload can never complete, so its bytes are released now.
+async fn fail(app: &App, session: &mut UploadSession, reason: &str) -> Result<(), ApiError> {
+    session.status = UploadStatus::Failed {
+        reason: reason.to_string(),
+    };
+    app.save_upload(session).await?;
+    if let Err(e) = app.blobs.discard(session).await {
+        // The cleanup sweep retries failed uploads; the client's answer does not depend on it.
+        tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "could not release a failed upload's bytes");
+    }
+    Ok(())
+}

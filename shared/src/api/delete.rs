@@ -1,0 +1,25 @@
+//! DELETE /api/v2/media/{id}/: creator only; removes the stored bytes, then the record, so that a
+//! failure half-way leaves a media a retried DELETE can still remove.
+
+use super::auth::require_user;
+use super::{media_id_from_path, response, App, Request, Response};
+use crate::domain::ApiError;
+
+pub async fn handle(app: &App, req: Request) -> Response {
+    response::from_result(delete(app, req).await)
+}
+
+async fn delete(app: &App, req: Request) -> Result<Response, ApiError> {
+    let user = require_user(&req)?;
+    let media = app
+        .media_or_404(media_id_from_path(req.uri().path())?)
+        .await?;
+    if media.owner != user {
+        return Err(ApiError::Forbidden);
+    }
+    if let Some(key) = &media.object_key {
+        app.blobs.delete_object(key).await?;
+    }
+    app.media.delete_media(media.id).await?;
+    Ok(response::no_content())
+}

@@ -1,0 +1,88 @@
+//! One handler per endpoint, each `http::Request<Bytes>` -> `http::Response<Bytes>`, generic over the
+//! ports. The Lambda binaries call one handler each; the local server routes every path through `routes`.
+
+pub mod auth;
+pub mod chunk;
+pub mod click;
+pub mod complete;
+pub mod create;
+pub mod delete;
+pub mod form;
+pub mod get;
+pub mod multipart;
+pub mod response;
+pub mod routes;
+pub mod update;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::domain::upload::{parse_upload_id, UploadSession};
+use crate::domain::{ApiError, Limits, MediaRecord};
+use crate::ports::{BlobStore, MediaStore, UploadStore};
+
+pub type Request = http::Request<Bytes>;
+pub type Response = http::Response<Bytes>;
+
+/// Everything a handler needs, built once per process (per cold start on Lambda).
+#[derive(Clone)]
+pub struct App {
+    pub limits: Limits,
+    pub uploads: Arc<dyn UploadStore>,
+    pub media: Arc<dyn MediaStore>,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+impl App {
+    /// Writes the session if nobody wrote it since we read it; bumps its version.
+    pub async fn save_upload(&self, session: &mut UploadSession) -> Result<(), ApiError> {
+        let expected = session.version;
+        session.version += 1;
+        if let Err(e) = self.uploads.put_upload(session, Some(expected)).await {
+            session.version = expected;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// The caller's own upload with this id; unknown, malformed and foreign ids are all 404.
+    pub async fn own_upload(&self, raw_id: &str, user: &str) -> Result<UploadSession, ApiError> {
+        let id = parse_upload_id(raw_id)?;
+        let session = self
+            .uploads
+            .get_upload(&id)
+            .await?
+            .ok_or(ApiError::NotFound("upload"))?;
+        session.check_owner(user)?;
+        Ok(session)
+    }
+
+    pub async fn media_or_404(&self, id: u64) -> Result<MediaRecord, ApiError> {
+        self.media
+            .get_media(id)
+            .await?
+            .ok_or(ApiError::NotFound("media"))
+    }
+
+    /// The Media JSON, with a URL for the stored object where there is one.
+    pub async fn media_json(&self, media: &MediaRecord) -> Result<serde_json::Value, ApiError> {
+        let url = match &media.object_key {
+            Some(key) => Some(self.blobs.object_url(key).await?),
+            None => None,
+        };
+        Ok(media.to_json(url))
+    }
+}
+
+/// `/api/v2/media/17/` and `/api/v2/media/17/click` -> 17. Anything else is an unknown media (404).
+pub fn media_id_from_path(path: &str) -> Result<u64, ApiError> {
+    let rest = path
+        .strip_prefix("/api/v2/media/")
+        .ok_or(ApiError::NotFound("media"))?;
+    let id = rest.split('/').next().unwrap_or("");
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::NotFound("media"));
+    }
+    id.parse().map_err(|_| ApiError::NotFound("media"))
+}

@@ -1,0 +1,36 @@
+//! Building responses: every body is JSON, errors use the envelope of `ApiError::body`.
+
+use bytes::Bytes;
+use http::{header, StatusCode};
+use serde_json::Value;
+
+use super::Response;
+use crate::domain::ApiError;
+
+pub fn json(status: u16, value: &Value) -> Response {
+    let mut r = http::Response::new(Bytes::from(value.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+pub fn no_content() -> Response {
+    let mut r = http::Response::new(Bytes::new());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// The error as a response; server-side failures are logged with their cause, which clients never see.
+pub fn error(e: &ApiError) -> Response {
+    if let ApiError::Internal(cause) = e {
+        tracing::error!(error = format!("{cause:#}"), "request failed");
+    }
+    json(e.status(), &e.body())
+}
+
+pub fn from_result(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(|e| error(&e))
+}

@@ -1,0 +1,38 @@
+//! Every endpoint on one router, for the local server (on AWS, API Gateway routes to one function each).
+//! Paths are accepted with and without the trailing slash.
+
+use http::Method;
+
+use super::{
+    chunk, click, complete, create, delete, get, response, update, App, Request, Response,
+};
+use crate::domain::ApiError;
+
+pub async fn route(app: &App, req: Request) -> Response {
+    let path = req.uri().path();
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    let method = req.method().clone();
+    match (segments.as_slice(), method) {
+        (["", "api", "v2", "media", "upload", "chunk"], Method::POST) => {
+            chunk::handle(app, req).await
+        }
+        (["", "api", "v2", "media", "upload", "complete"], Method::POST) => {
+            complete::handle(app, req).await
+        }
+        (["", "api", "v2", "media"], Method::POST) => create::handle(app, req).await,
+        (["", "api", "v2", "media", _], Method::GET) => get::handle(app, req).await,
+        (["", "api", "v2", "media", _], Method::PUT | Method::PATCH) => {
+            update::handle(app, req).await
+        }
+        (["", "api", "v2", "media", _], Method::DELETE) => delete::handle(app, req).await,
+        (["", "api", "v2", "media", _, "click"], Method::POST) => click::handle(app, req).await,
+        (["", "api", "v2", "media", "upload", "chunk" | "complete"], _)
+        | (["", "api", "v2", "media"], _)
+        | (["", "api", "v2", "media", _], _)
+        | (["", "api", "v2", "media", _, "click"], _) => {
+            response::error(&ApiError::MethodNotAllowed)
+        }
+        _ => response::error(&ApiError::NotFound("route")),
+    }
+}

@@ -1,0 +1,121 @@
+//! The one error type every handler returns, and its mapping to HTTP status and the JSON error envelope.
+//! Storage failures arrive as `StoreError` and are mapped here too, so that a failed conditional write
+//! (somebody else changed the record) is a 409 and never a 500.
+
+use serde_json::{json, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A request-level problem: `{"errors":[{"code","message"}]}` with status 400.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// A problem with one field: `{"errors":[{"field","messages":[{"code":"invalid","message"}]}]}`.
+    #[error("{field}: {message}")]
+    InvalidField { field: String, message: String },
+    /// The chunk does not start where the upload stands; the body tells the client where to resume.
+    #[error("offsets do not match: the upload is at byte {offset}")]
+    OffsetMismatch { offset: u64 },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("only the creator may change this media")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the upload has expired")]
+    Gone,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the chunk is larger than the maximum of {max} bytes")]
+    PayloadTooLarge { max: u64 },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidField {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest { .. }
+            | ApiError::InvalidField { .. }
+            | ApiError::OffsetMismatch { .. } => 400,
+            ApiError::Unauthorized(_) => 401,
+            ApiError::Forbidden => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::Conflict(_) => 409,
+            ApiError::Gone => 410,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::InvalidField { .. } => "invalid",
+            ApiError::OffsetMismatch { .. } => "offset_mismatch",
+            ApiError::Unauthorized(_) => "not_authenticated",
+            ApiError::Forbidden => "permission_denied",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Gone => "upload_expired",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge { .. } => "chunk_too_large",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The JSON error envelope of API.md.
+    pub fn body(&self) -> Value {
+        match self {
+            ApiError::InvalidField { field, message } => {
+                json!({"errors": [{"field": field, "messages": [{"code": "invalid", "message": message}]}]})
+            }
+            ApiError::OffsetMismatch { offset } => {
+                json!({"errors": [{"code": self.code(), "message": self.to_string()}], "offset": offset})
+            }
+            _ => json!({"errors": [{"code": self.code(), "message": self.to_string()}]}),
+        }
+    }
+}
+
+/// What a storage port can report. `Conflict` is the failed condition of a conditional write.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the record changed under us")]
+    Conflict,
+    #[error(transparent)]
+    Backend(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => ApiError::Conflict(
+                "another request changed this upload at the same time; retry".into(),
+            ),
+            StoreError::Backend(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Internal(e)
+    }
+}

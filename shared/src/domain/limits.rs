@@ -1,0 +1,125 @@
+//! Size and content rules, with the defaults of API.md. Parsed from the environment in `config`.
+
+use super::error::ApiError;
+use super::sniff::{ContentKind, Sniffed};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_chunk_bytes: u64,
+    pub max_image_bytes: u64,
+    pub max_doc_bytes: u64,
+    /// MIME types accepted, as detected from the bytes.
+    pub allowed_mime: Vec<String>,
+    pub upload_ttl_secs: u64,
+    /// How long a chunk write may hold an upload before another request may take over (crash recovery).
+    pub lease_secs: u64,
+}
+
+pub const MIB: u64 = 1024 * 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_chunk_bytes: 4 * MIB,
+            max_image_bytes: 5 * MIB,
+            max_doc_bytes: 50 * MIB,
+            allowed_mime: [
+                "image/jpeg",
+                "image/png",
+                "image/gif",
+                "image/webp",
+                "application/pdf",
+            ]
+            .map(String::from)
+            .to_vec(),
+            upload_ttl_secs: 24 * 3600,
+            lease_secs: 45,
+        }
+    }
+}
+
+impl Limits {
+    /// The first chunk decides what the upload is; it must be allowed and its total must fit its kind.
+    pub fn admit(&self, sniffed: Option<Sniffed>, total: u64) -> Result<Sniffed, ApiError> {
+        let Some(s) = sniffed else {
+            return Err(ApiError::bad_request(
+                "unsupported_content",
+                format!(
+                    "the file's content is not of a recognised type; allowed: {}",
+                    self.allowed_mime.join(", ")
+                ),
+            ));
+        };
+        if !self
+            .allowed_mime
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&s.mime))
+        {
+            return Err(ApiError::bad_request(
+                "unsupported_content",
+                format!(
+                    "content of type {} is not allowed; allowed: {}",
+                    s.mime,
+                    self.allowed_mime.join(", ")
+                ),
+            ));
+        }
+        let (max, what) = match s.kind {
+            ContentKind::Image => (self.max_image_bytes, "images"),
+            ContentKind::Document => (self.max_doc_bytes, "documents"),
+        };
+        if total > max {
+            return Err(ApiError::bad_request(
+                "file_too_large",
+                format!("the file has {total} bytes; the limit for {what} is {max}"),
+            ));
+        }
+        Ok(s)
+    }
+
+    pub fn check_chunk_len(&self, len: u64) -> Result<(), ApiError> {
+        if len > self.max_chunk_bytes {
+            return Err(ApiError::PayloadTooLarge {
+                max: self.max_chunk_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(mime: &str, kind: ContentKind) -> Sniffed {
+        Sniffed {
+            mime: mime.into(),
+            kind,
+            width: None,
+            height: None,
+        }
+    }
+
+    #[test]
+    fn admits_by_kind_and_limit() {
+        let l = Limits::default();
+        assert!(l
+            .admit(Some(s("image/png", ContentKind::Image)), 5 * MIB)
+            .is_ok());
+        assert_eq!(
+            l.admit(Some(s("image/png", ContentKind::Image)), 5 * MIB + 1)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert!(l
+            .admit(Some(s("application/pdf", ContentKind::Document)), 50 * MIB)
+            .is_ok());
+        assert!(l
+            .admit(Some(s("application/zip", ContentKind::Document)), 10)
+            .is_err());
+        assert!(l.admit(None, 10).is_err());
+        assert_eq!(l.check_chunk_len(4 * MIB + 1).unwrap_err().status(), 413);
+        assert!(l.check_chunk_len(4 * MIB).is_ok());
+    }
+}

@@ -1,0 +1,18 @@
+//! Pure rules of the service: no I/O, no AWS types. Everything here is unit-tested on its own.
+
+pub mod content_range;
+pub mod error;
+pub mod limits;
+pub mod md5_state;
+pub mod media;
+pub mod sniff;
+pub mod time_fmt;
+pub mod upload;
+
+pub use content_range::ContentRange;
+pub use error::{ApiError, StoreError};
+pub use limits::Limits;
+pub use md5_state::ResumableMd5;
+pub use media::{Click, MediaRecord, MediaType};
+pub use sniff::{ContentKind, Sniffed};
+pub use upload::{ChunkPlan, UploadSession, UploadStatus};

@@ -1,0 +1,501 @@
+//! The upload session and its state machine: which chunk may be written, when, and what completing needs.
+//! Pure rules; the handlers load and store sessions through the ports, and every store write is
+//! conditional on `version`, so two processes can never both move the same session forward.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::content_range::ContentRange;
+use super::error::ApiError;
+use super::md5_state::ResumableMd5;
+use super::sniff::Sniffed;
+use super::time_fmt::{from_unix_millis, unix_millis};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum UploadStatus {
+    Receiving,
+    /// The MD5 matched and a media id is reserved; the object and the media record are being written.
+    /// A retried complete resumes from here with the same id, so a crash never makes two media.
+    Completing {
+        media_id: u64,
+        media_type: super::media::MediaType,
+    },
+    Completed {
+        media_id: u64,
+        md5: String,
+    },
+    /// The MD5 did not match; the bytes are released and the upload can only expire.
+    Failed {
+        reason: String,
+    },
+}
+
+/// One S3-style part already written (number, ETag, size): kept by us, as DESIGN.md asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub number: u32,
+    pub etag: String,
+    pub size: u64,
+}
+
+/// A chunk staged as its own object until enough bytes for a part have arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedChunk {
+    pub key: String,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Where the received bytes are, in terms any backend can use (the local one needs none of it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagingState {
+    pub multipart_upload_id: Option<String>,
+    pub parts: Vec<PartRecord>,
+    pub staged: Vec<StagedChunk>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub token: String,
+    pub until_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadSession {
+    pub id: String,
+    pub owner: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub total: u64,
+    /// Bytes received and committed so far; the next chunk must start here.
+    pub offset: u64,
+    pub status: UploadStatus,
+    pub content: Sniffed,
+    pub filename: Option<String>,
+    pub md5: ResumableMd5,
+    pub staging: StagingState,
+    pub lease: Option<Lease>,
+    /// Bumped by every write; writes are conditional on the version they read.
+    pub version: u64,
+}
+
+/// Where a chunk goes, once it has been checked against the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkPlan {
+    pub start: u64,
+    pub len: u64,
+    pub total: u64,
+}
+
+impl ChunkPlan {
+    /// The chunk that ends the file: the backend finishes its last part with it.
+    pub fn is_last(&self) -> bool {
+        self.start + self.len == self.total
+    }
+
+    /// The first chunk of a new upload. Without a Content-Range header it carries the whole file.
+    pub fn first(range: Option<ContentRange>, len: u64) -> Result<Self, ApiError> {
+        if len == 0 {
+            return Err(ApiError::bad_request(
+                "empty_chunk",
+                "the file part is empty",
+            ));
+        }
+        let Some(r) = range else {
+            return Ok(ChunkPlan {
+                start: 0,
+                len,
+                total: len,
+            });
+        };
+        check_len(&r, len)?;
+        if r.start != 0 {
+            return Err(ApiError::OffsetMismatch { offset: 0 });
+        }
+        Ok(ChunkPlan {
+            start: 0,
+            len,
+            total: r.total,
+        })
+    }
+}
+
+fn check_len(r: &ContentRange, len: u64) -> Result<(), ApiError> {
+    if r.len() != len {
+        return Err(ApiError::bad_request(
+            "length_mismatch",
+            format!(
+                "Content-Range covers {} bytes but the file part has {len}",
+                r.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// 32 lowercase hex digits, as clients expect.
+pub fn new_upload_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Anything that is not an id we could have issued is treated as unknown (404), never looked up.
+pub fn parse_upload_id(raw: &str) -> Result<String, ApiError> {
+    let id = raw.trim().to_ascii_lowercase();
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id)
+    } else {
+        Err(ApiError::NotFound("upload"))
+    }
+}
+
+impl UploadSession {
+    pub fn new(
+        owner: &str,
+        now: OffsetDateTime,
+        ttl_secs: u64,
+        plan: &ChunkPlan,
+        content: Sniffed,
+        filename: Option<String>,
+    ) -> Self {
+        let created_at_ms = unix_millis(now);
+        UploadSession {
+            id: new_upload_id(),
+            owner: owner.to_string(),
+            created_at_ms,
+            expires_at_ms: created_at_ms.saturating_add((ttl_secs as i64).saturating_mul(1000)),
+            total: plan.total,
+            offset: 0,
+            status: UploadStatus::Receiving,
+            content,
+            filename,
+            md5: ResumableMd5::default(),
+            staging: StagingState::default(),
+            lease: None,
+            version: 0,
+        }
+    }
+
+    pub fn expires(&self) -> OffsetDateTime {
+        from_unix_millis(self.expires_at_ms)
+    }
+
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        unix_millis(now) >= self.expires_at_ms
+    }
+
+    /// Another user's upload is indistinguishable from an unknown one.
+    pub fn check_owner(&self, user: &str) -> Result<(), ApiError> {
+        if self.owner == user {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound("upload"))
+        }
+    }
+
+    /// A later chunk: the session must be receiving, unexpired, and the chunk must start at its offset.
+    pub fn plan_chunk(
+        &self,
+        range: Option<ContentRange>,
+        len: u64,
+        now: OffsetDateTime,
+    ) -> Result<ChunkPlan, ApiError> {
+        self.check_receiving(now)?;
+        if len == 0 {
+            return Err(ApiError::bad_request(
+                "empty_chunk",
+                "the file part is empty",
+            ));
+        }
+        let r = range.ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_content_range",
+                "a Content-Range header is required on every chunk after the first",
+            )
+        })?;
+        check_len(&r, len)?;
+        if r.total != self.total {
+            return Err(ApiError::bad_request(
+                "total_changed",
+                format!(
+                    "Content-Range total {} differs from the upload's total {}",
+                    r.total, self.total
+                ),
+            ));
+        }
+        if r.start != self.offset {
+            return Err(ApiError::OffsetMismatch {
+                offset: self.offset,
+            });
+        }
+        Ok(ChunkPlan {
+            start: r.start,
+            len,
+            total: self.total,
+        })
+    }
+
+    fn check_receiving(&self, now: OffsetDateTime) -> Result<(), ApiError> {
+        match &self.status {
+            UploadStatus::Receiving => {}
+            UploadStatus::Completing { .. } | UploadStatus::Completed { .. } => {
+                return Err(ApiError::bad_request(
+                    "upload_completed",
+                    "this upload is already completed",
+                ))
+            }
+            UploadStatus::Failed { reason } => {
+                return Err(ApiError::bad_request(
+                    "upload_failed",
+                    format!("this upload has failed: {reason}"),
+                ))
+            }
+        }
+        if self.is_expired(now) {
+            return Err(ApiError::Gone);
+        }
+        Ok(())
+    }
+
+    /// Checks before completing: the rules for a session that has not completed yet.
+    pub fn check_completable(&self, now: OffsetDateTime) -> Result<(), ApiError> {
+        if let UploadStatus::Failed { reason } = &self.status {
+            return Err(ApiError::bad_request(
+                "upload_failed",
+                format!("this upload has failed: {reason}"),
+            ));
+        }
+        if self.status == UploadStatus::Receiving && self.is_expired(now) {
+            return Err(ApiError::Gone);
+        }
+        if self.offset < self.total {
+            let missing = self.total - self.offset;
+            return Err(ApiError::bad_request(
+                "upload_incomplete",
+                format!(
+                    "the upload has {} of {} bytes: {missing} bytes are missing",
+                    self.offset, self.total
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn lease_active(&self, now: OffsetDateTime) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|l| l.until_ms > unix_millis(now))
+    }
+
+    /// Takes the write lease for one request; fails with 409 while another request holds a live one.
+    pub fn take_lease(&mut self, now: OffsetDateTime, secs: u64) -> Result<(), ApiError> {
+        if self.lease_active(now) {
+            return Err(ApiError::Conflict(
+                "another chunk of this upload is being written right now; retry shortly".into(),
+            ));
+        }
+        self.lease = Some(Lease {
+            token: uuid::Uuid::new_v4().simple().to_string(),
+            until_ms: unix_millis(now) + secs as i64 * 1000,
+        });
+        Ok(())
+    }
+
+    /// Records a written chunk: the MD5 moves forward, the offset too, and the lease is given back.
+    pub fn accept_chunk(
+        &mut self,
+        plan: &ChunkPlan,
+        data: &[u8],
+        staging: StagingState,
+    ) -> anyhow::Result<()> {
+        debug_assert_eq!(plan.start, self.offset);
+        self.md5.update(data)?;
+        self.offset = plan.start + plan.len;
+        self.staging = staging;
+        self.lease = None;
+        Ok(())
+    }
+
+    /// Compares the client's MD5 with the carried-forward one. `Err` carries the field error.
+    pub fn verify_md5(&self, claimed: &str) -> Result<Result<String, ApiError>, anyhow::Error> {
+        let ours = self.md5.hex_digest()?;
+        let claimed = claimed.trim();
+        if !(claimed.len() == 32 && claimed.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Ok(Err(ApiError::field(
+                "md5",
+                "md5 must be 32 hexadecimal digits",
+            )));
+        }
+        if claimed.eq_ignore_ascii_case(&ours) {
+            Ok(Ok(ours))
+        } else {
+            Ok(Err(ApiError::bad_request(
+                "md5_mismatch",
+                format!("the md5 {claimed} does not match the received bytes; the upload has failed and must be started again"),
+            )))
+        }
+    }
+
+    /// The stored object's key: nothing the user chose, only our id and the sniffed type's extension.
+    pub fn object_key(&self) -> String {
+        format!("media/{}.{}", self.id, self.content.extension())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::sniff::ContentKind;
+
+    fn session(total: u64) -> UploadSession {
+        let plan = ChunkPlan {
+            start: 0,
+            len: 1,
+            total,
+        };
+        let content = Sniffed {
+            mime: "image/png".into(),
+            kind: ContentKind::Image,
+            width: None,
+            height: None,
+        };
+        UploadSession::new(
+            "alice",
+            OffsetDateTime::now_utc(),
+            3600,
+            &plan,
+            content,
+            None,
+        )
+    }
+
+    fn range(s: u64, e: u64, t: u64) -> Option<ContentRange> {
+        Some(ContentRange {
+            start: s,
+            end: e,
+            total: t,
+        })
+    }
+
+    #[test]
+    fn ids_are_32_lowercase_hex() {
+        let id = new_upload_id();
+        assert_eq!(parse_upload_id(&id).unwrap(), id);
+        assert_eq!(parse_upload_id(&id.to_uppercase()).unwrap(), id);
+        assert!(parse_upload_id("../../etc/passwd").is_err());
+        assert!(parse_upload_id("").is_err());
+    }
+
+    #[test]
+    fn first_chunk_rules() {
+        assert_eq!(
+            ChunkPlan::first(None, 10).unwrap(),
+            ChunkPlan {
+                start: 0,
+                len: 10,
+                total: 10
+            }
+        );
+        assert!(ChunkPlan::first(None, 10).unwrap().is_last());
+        let p = ChunkPlan::first(range(0, 9, 100), 10).unwrap();
+        assert!(!p.is_last());
+        assert!(matches!(
+            ChunkPlan::first(range(10, 19, 100), 10),
+            Err(ApiError::OffsetMismatch { offset: 0 })
+        ));
+        assert_eq!(
+            ChunkPlan::first(range(0, 9, 100), 11).unwrap_err().status(),
+            400
+        );
+        assert!(ChunkPlan::first(None, 0).is_err());
+    }
+
+    #[test]
+    fn later_chunk_rules() {
+        let now = OffsetDateTime::now_utc();
+        let mut s = session(100);
+        s.offset = 40;
+        assert_eq!(
+            s.plan_chunk(range(40, 49, 100), 10, now).unwrap(),
+            ChunkPlan {
+                start: 40,
+                len: 10,
+                total: 100
+            }
+        );
+        assert!(matches!(
+            s.plan_chunk(range(30, 39, 100), 10, now),
+            Err(ApiError::OffsetMismatch { offset: 40 })
+        ));
+        assert!(matches!(
+            s.plan_chunk(range(50, 59, 100), 10, now),
+            Err(ApiError::OffsetMismatch { offset: 40 })
+        ));
+        assert!(s
+            .plan_chunk(range(40, 49, 101), 10, now)
+            .unwrap_err()
+            .to_string()
+            .contains("total"));
+        assert!(s.plan_chunk(range(40, 49, 100), 9, now).is_err());
+        assert!(s.plan_chunk(None, 10, now).is_err());
+        let later = now + time::Duration::hours(2);
+        assert!(matches!(
+            s.plan_chunk(range(40, 49, 100), 10, later),
+            Err(ApiError::Gone)
+        ));
+        s.status = UploadStatus::Failed {
+            reason: "md5".into(),
+        };
+        assert_eq!(
+            s.plan_chunk(range(40, 49, 100), 10, now)
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn lease_excludes_a_second_writer_until_it_runs_out() {
+        let now = OffsetDateTime::now_utc();
+        let mut s = session(10);
+        s.take_lease(now, 30).unwrap();
+        assert_eq!(s.take_lease(now, 30).unwrap_err().status(), 409);
+        s.take_lease(now + time::Duration::seconds(31), 30).unwrap();
+    }
+
+    #[test]
+    fn completion_needs_every_byte_and_the_right_md5() {
+        let now = OffsetDateTime::now_utc();
+        let mut s = session(3);
+        let plan = ChunkPlan {
+            start: 0,
+            len: 2,
+            total: 3,
+        };
+        s.accept_chunk(&plan, b"ab", StagingState::default())
+            .unwrap();
+        assert!(s
+            .check_completable(now)
+            .unwrap_err()
+            .to_string()
+            .contains("1 bytes are missing"));
+        let plan = ChunkPlan {
+            start: 2,
+            len: 1,
+            total: 3,
+        };
+        s.accept_chunk(&plan, b"c", StagingState::default())
+            .unwrap();
+        s.check_completable(now).unwrap();
+        // md5("abc")
+        assert!(s
+            .verify_md5("900150983CD24FB0D6963F7D28E17F72")
+            .unwrap()
+            .is_ok());
+        assert!(s
+            .verify_md5("900150983cd24fb0d6963f7d28e17f73")
+            .unwrap()
+            .is_err());
+        assert!(s.verify_md5("nothex").unwrap().is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! The storage traits the handlers need. Two implementations exist: `adapters::local` (disk + redb) and
+//! `adapters::aws` (S3 + DynamoDB); both pass the same contract tests.
+//!
+//! Writes of upload sessions are conditional on the version the writer read, which is what DynamoDB's
+//! conditional writes give and what makes ordering and mutual exclusion live outside process memory.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::domain::upload::{ChunkPlan, StagingState, UploadSession};
+use crate::domain::{Click, MediaRecord, StoreError};
+
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>, StoreError>;
+
+    /// Stores `session` if the stored version is `expected` (`None`: only if no session has this id).
+    /// Fails with `StoreError::Conflict` otherwise, writing nothing.
+    async fn put_upload(
+        &self,
+        session: &UploadSession,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// Removes the session if its stored version is still `expected`; a missing session is not an error.
+    async fn delete_upload(&self, id: &str, expected: u64) -> Result<(), StoreError>;
+
+    /// Sessions whose `expires_at_ms` is before `now_ms`, at most `limit` of them.
+    async fn list_expired(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<UploadSession>, StoreError>;
+}
+
+#[async_trait]
+pub trait MediaStore: Send + Sync {
+    /// The next media id: unique and increasing, from an atomic counter.
+    async fn next_media_id(&self) -> Result<u64, StoreError>;
+    /// Creates or replaces the media with this id.
+    async fn put_media(&self, media: &MediaRecord) -> Result<(), StoreError>;
+    async fn get_media(&self, id: u64) -> Result<Option<MediaRecord>, StoreError>;
+    async fn delete_media(&self, id: u64) -> Result<(), StoreError>;
+    async fn record_click(&self, click: &Click) -> Result<(), StoreError>;
+}
+
+/// The bytes: chunks of unfinished uploads, and finished objects.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Writes one checked chunk. Must be safe to repeat for the same offset (a retry after a crash
+    /// before the session was committed) and must not destroy anything the committed session still
+    /// refers to. Returns the staging state to commit with the session.
+    async fn write_chunk(
+        &self,
+        session: &UploadSession,
+        plan: &ChunkPlan,
+        data: Bytes,
+    ) -> anyhow::Result<StagingState>;
+
+    /// Called once the session with `after` is committed: frees what only `before` referred to.
+    async fn after_commit(
+        &self,
+        _before: &StagingState,
+        _after: &StagingState,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Turns a fully received upload into the object `key`. Idempotent: a retry after a crash finds
+    /// the object already there and succeeds.
+    async fn finish(&self, session: &UploadSession, key: &str) -> anyhow::Result<()>;
+
+    /// Frees everything an unfinished upload holds. Idempotent, never touches finished objects.
+    async fn discard(&self, session: &UploadSession) -> anyhow::Result<()>;
+
+    /// Up to `len` bytes from the start of a finished object (image headers beyond the first chunk).
+    async fn read_head(&self, key: &str, len: u64) -> anyhow::Result<Bytes>;
+
+    /// Stores a whole object at once (files fetched from URLs).
+    async fn put_object(&self, key: &str, data: Bytes, mime: &str) -> anyhow::Result<()>;
+
+    async fn delete_object(&self, key: &str) -> anyhow::Result<()>;
+
+    /// A URL from which clients can GET the object.
+    async fn object_url(&self, key: &str) -> anyhow::Result<String>;
+}
