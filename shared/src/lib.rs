@@ -4,6 +4,7 @@
 
 pub mod adapters;
 pub mod api;
+pub mod cleanup;
 pub mod config;
 pub mod domain;
 pub mod ports;

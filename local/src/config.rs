@@ -1,0 +1,61 @@
+//! The local server's settings: the shared limits plus where to listen, where to keep data, how to
+//! verify tokens and where files are served from. See the README's configuration table.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use media_shared::config::{self, ConfigError, Env};
+use media_shared::domain::Limits;
+
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None`: a development secret is used and a ready-made token is printed at start-up.
+    pub jwt_secret: Option<String>,
+    /// Prefix of the URLs put in media (`image`, `url`); defaults to `http://<listen address>`.
+    pub public_base_url: Option<String>,
+    pub sweep_every_secs: u64,
+    pub limits: Limits,
+}
+
+pub const DEV_SECRET: &str = "media-local-development-secret";
+
+impl LocalConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let listen = match env.get("MEDIA_LISTEN") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
+                var: "MEDIA_LISTEN",
+                message: format!("{raw:?} is not an address like 127.0.0.1:8080"),
+            })?,
+        };
+        Ok(LocalConfig {
+            listen,
+            data_dir: env
+                .get("MEDIA_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".media-data")),
+            jwt_secret: env.get("MEDIA_JWT_SECRET"),
+            public_base_url: config::url_var(env, "MEDIA_PUBLIC_BASE_URL")?,
+            sweep_every_secs: config::u64_var(env, "MEDIA_SWEEP_SECS", 60, 1)?,
+            limits: config::limits(env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let e = LocalConfig::from_env(&[("MEDIA_LISTEN", "localhost")]).unwrap_err();
+        assert_eq!(e.var, "MEDIA_LISTEN");
+        let e = LocalConfig::from_env(&[("MEDIA_MAX_CHUNK_BYTES", "-1")]).unwrap_err();
+        assert_eq!(e.var, "MEDIA_MAX_CHUNK_BYTES");
+        let c = LocalConfig::from_env(&[("MEDIA_LISTEN", "127.0.0.1:0")]).unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert!(c.jwt_secret.is_none());
+    }
+}

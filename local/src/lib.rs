@@ -1,0 +1,4 @@
+//! `media-local`: the media API on the embedded default (files on disk + redb), no AWS needed.
+
+pub mod config;
+pub mod server;

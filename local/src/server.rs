@@ -1,0 +1,217 @@
+//! The embedded-default server: every route of the API on one port, the stored files under `/files/`,
+//! and a periodic sweep of expired uploads. The handlers are the same ones the Lambda binaries call.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use media_shared::adapters::local::{LocalBlobs, LocalMeta};
+use media_shared::api::auth::{ClientIp, Hs256};
+use media_shared::api::{response, routes, App};
+use media_shared::cleanup;
+use media_shared::domain::ApiError;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tower_http::services::ServeDir;
+
+use crate::config::{LocalConfig, DEV_SECRET};
+
+/// Room for the multipart framing and form fields around the largest allowed chunk.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+struct Shared {
+    app: App,
+    auth: Hs256,
+    max_body: u64,
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: App,
+    pub meta: LocalMeta,
+    pub blobs: Arc<LocalBlobs>,
+    pub auth: Arc<Hs256Issuer>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Issues tokens with the server's secret (the dev token at start-up; tests).
+pub struct Hs256Issuer(Hs256);
+
+impl Hs256Issuer {
+    pub fn token(&self, sub: &str) -> anyhow::Result<String> {
+        self.0.issue(sub, 30 * 24 * 3600)
+    }
+}
+
+/// The handlers' App on the local stores under `MEDIA_DATA_DIR`; files are served below `base`/files.
+pub fn open(config: &LocalConfig, base: &str) -> anyhow::Result<(App, LocalMeta, Arc<LocalBlobs>)> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating MEDIA_DATA_DIR {}", config.data_dir.display()))?;
+    let meta = LocalMeta::open(&config.data_dir.join("media.redb"))?;
+    let blobs = Arc::new(LocalBlobs::new(&config.data_dir, &format!("{base}/files"))?);
+    let app = App {
+        limits: config.limits.clone(),
+        uploads: Arc::new(meta.clone()),
+        media: Arc::new(meta.clone()),
+        blobs: blobs.clone(),
+    };
+    Ok((app, meta, blobs))
+}
+
+/// Opens the stores, binds the port and serves until `Running::stop` (or the process ends).
+pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding MEDIA_LISTEN {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let base = config
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let (app, meta, blobs) = open(&config, &base)?;
+    let secret = config
+        .jwt_secret
+        .clone()
+        .unwrap_or_else(|| DEV_SECRET.to_string());
+    let shared = Arc::new(Shared {
+        app: app.clone(),
+        auth: Hs256::new(secret.as_bytes()),
+        max_body: config.limits.max_chunk_bytes + MULTIPART_OVERHEAD,
+    });
+
+    let router = axum::Router::new()
+        .nest_service("/files", ServeDir::new(blobs.objects_dir()))
+        .fallback(api)
+        .with_state(shared)
+        .layer(axum::middleware::map_response(
+            |mut r: axum::response::Response| async move {
+                // Stored files are served as what their sniffed extension says, never re-guessed by browsers.
+                r.headers_mut().insert(
+                    "x-content-type-options",
+                    http::HeaderValue::from_static("nosniff"),
+                );
+                r
+            },
+        ));
+
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let sweeper = tokio::spawn(sweep_forever(app.clone(), config.sweep_every_secs));
+    let task = tokio::spawn(async move {
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "server stopped");
+        }
+        sweeper.abort();
+    });
+    Ok(Running {
+        addr,
+        app,
+        meta,
+        blobs,
+        auth: Arc::new(Hs256Issuer(Hs256::new(secret.as_bytes()))),
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Serves until the process is asked to stop (Ctrl-C or SIGTERM).
+    pub async fn wait_for_signal(self) -> anyhow::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        self.stop().await;
+        Ok(())
+    }
+}
+
+async fn sweep_forever(app: App, every_secs: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(every_secs));
+    loop {
+        tick.tick().await;
+        if let Err(e) = cleanup::sweep(&app, time::OffsetDateTime::now_utc()).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "sweep failed; retrying at the next tick"
+            );
+        }
+    }
+}
+
+/// Every API path: read the body (bounded), resolve the caller, run the shared router.
+async fn api(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let (mut parts, body) = req.into_parts();
+    let body = match read_body(body, &parts.headers, shared.max_body).await {
+        Ok(b) => b,
+        Err(e) => return into_axum(response::error(&e)),
+    };
+    parts.extensions.insert(shared.auth.caller(&parts.headers));
+    parts.extensions.insert(ClientIp(peer.ip()));
+    let resp = routes::route(&shared.app, http::Request::from_parts(parts, body)).await;
+    into_axum(resp)
+}
+
+fn into_axum(resp: http::Response<Bytes>) -> axum::response::Response {
+    resp.map(Body::from)
+}
+
+/// Reads the body into one buffer sized from Content-Length, frame by frame, so a chunk is held once
+/// (collecting frames and then concatenating them would hold it twice). Over `limit`: 413.
+async fn read_body(
+    mut body: Body,
+    headers: &http::HeaderMap,
+    limit: u64,
+) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge {
+        max: limit - MULTIPART_OVERHEAD,
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request(
+                "body_read_failed",
+                format!("could not read the request body: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() as u64 + data.len() as u64 > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
