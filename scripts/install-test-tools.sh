@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Python-packaged tools the tests use into .venv-test (idempotent, pinned versions).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv-test
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+want=(
+  "moto[server]==5.1.22" # 5.2.x answers ListParts with an XML root the Rust SDK cannot decode
+  "cfn-lint==1.*"
+)
+if ! "$VENV/bin/python" -m pip show moto cfn-lint >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${want[@]}"
+fi
