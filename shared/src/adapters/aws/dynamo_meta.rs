@@ -1,0 +1,287 @@
+//! Upload sessions, media, clicks and the media id counter in one DynamoDB table with the string
+//! partition key `pk`:
+//!
+//! | pk               | attributes                                                               |
+//! |------------------|--------------------------------------------------------------------------|
+//! | `upload#<id>`    | `data` (session JSON), `version`, `expires_at` (TTL, s), `expires_ms`, `kind` |
+//! | `media#<id>`     | `data` (media JSON), `kind`                                              |
+//! | `click#<uuid>`   | `data` (click JSON), `media_id`, `kind`                                  |
+//! | `counter#media`  | `n`: the last media id handed out                                        |
+//!
+//! Records are stored whole as JSON so that the domain types stay the schema; only what a condition,
+//! a filter or TTL needs is lifted into top-level attributes. Every session write is conditional on
+//! `version`, and a failed condition is reported as `StoreError::Conflict` (read from the typed SDK
+//! error), which the API turns into a 409.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::Client;
+
+use crate::domain::upload::UploadSession;
+use crate::domain::{Click, MediaRecord, StoreError};
+use crate::ports::{MediaStore, UploadStore};
+
+const MEDIA_COUNTER: &str = "counter#media";
+
+#[derive(Clone, Debug)]
+pub struct DynamoMeta {
+    client: Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn upload_pk(id: &str) -> AttributeValue {
+    AttributeValue::S(format!("upload#{id}"))
+}
+
+fn media_pk(id: u64) -> AttributeValue {
+    AttributeValue::S(format!("media#{id}"))
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+/// Any SDK failure that is not a failed condition: kept as the typed error, with what we were doing.
+fn backend<E, R>(what: &'static str) -> impl FnOnce(SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    move |e| StoreError::Backend(anyhow::Error::new(e).context(what))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
+    let json = serde_json::to_string(v).context("encoding a record as JSON")?;
+    Ok(AttributeValue::S(json))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    let data = item
+        .get("data")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| anyhow!("item without a string attribute `data`"))?;
+    Ok(serde_json::from_str(data).context("decoding a stored record")?)
+}
+
+impl DynamoMeta {
+    pub fn new(client: Client, table: &str) -> Self {
+        DynamoMeta {
+            client,
+            table: table.to_string(),
+        }
+    }
+
+    /// A strongly consistent read: the version we read is the one our next conditional write expects.
+    async fn get_item(&self, pk: AttributeValue) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend("DynamoDB GetItem"))?;
+        Ok(out.item)
+    }
+
+    fn session_item(session: &UploadSession) -> Result<Item, StoreError> {
+        Ok(HashMap::from([
+            ("pk".to_string(), upload_pk(&session.id)),
+            ("data".to_string(), encode(session)?),
+            ("version".to_string(), n(session.version)),
+            // DynamoDB TTL wants epoch seconds; it deletes late (up to days), so expiry itself is
+            // decided by `expires_ms` and the sweep, and TTL only keeps the table from growing.
+            (
+                "expires_at".to_string(),
+                n(session.expires_at_ms.div_euclid(1000)),
+            ),
+            ("expires_ms".to_string(), n(session.expires_at_ms)),
+            ("kind".to_string(), s("upload")),
+        ]))
+    }
+}
+
+#[async_trait]
+impl UploadStore for DynamoMeta {
+    async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>, StoreError> {
+        self.get_item(upload_pk(id))
+            .await?
+            .map(|item| decode(&item))
+            .transpose()
+    }
+
+    async fn put_upload(
+        &self,
+        session: &UploadSession,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::session_item(session)?));
+        let req = match expected {
+            None => req.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => req
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", n(v)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(backend("DynamoDB PutItem of an upload session")(e)),
+        }
+    }
+
+    async fn delete_upload(&self, id: &str, expected: u64) -> Result<(), StoreError> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", upload_pk(id))
+            .condition_expression("attribute_not_exists(pk) OR #v = :expected")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":expected", n(expected))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(backend("DynamoDB DeleteItem of an upload session")(e)),
+        }
+    }
+
+    /// A filtered Scan reads the whole table, which is fine for a sweep over a table of this size.
+    /// The scale-up path is a sparse GSI keyed on an attribute only unfinished sessions carry (e.g.
+    /// a constant shard key plus `expires_ms` as sort key): a Query then reads only expired sessions.
+    async fn list_expired(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<UploadSession>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        while out.len() < limit {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#k = :upload AND expires_ms < :now")
+                .expression_attribute_names("#k", "kind")
+                .expression_attribute_values(":upload", s("upload"))
+                .expression_attribute_values(":now", n(now_ms))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend("DynamoDB Scan for expired uploads"))?;
+            for item in page.items() {
+                if out.len() >= limit {
+                    break;
+                }
+                out.push(decode(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl MediaStore for DynamoMeta {
+    /// `ADD` on one counter item is atomic in DynamoDB: every caller gets its own, larger number.
+    async fn next_media_id(&self) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(MEDIA_COUNTER))
+            .update_expression("ADD n :one")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(backend("DynamoDB UpdateItem of the media counter"))?;
+        let raw = out
+            .attributes()
+            .and_then(|a| a.get("n"))
+            .and_then(|v| v.as_n().ok())
+            .ok_or_else(|| anyhow!("the media counter update returned no number"))?;
+        let id = raw
+            .parse()
+            .with_context(|| format!("the media counter holds {raw:?}"))?;
+        Ok(id)
+    }
+
+    async fn put_media(&self, media: &MediaRecord) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", media_pk(media.id))
+            .item("data", encode(media)?)
+            .item("kind", s("media"))
+            .send()
+            .await
+            .map_err(backend("DynamoDB PutItem of a media"))?;
+        Ok(())
+    }
+
+    async fn get_media(&self, id: u64) -> Result<Option<MediaRecord>, StoreError> {
+        self.get_item(media_pk(id))
+            .await?
+            .map(|item| decode(&item))
+            .transpose()
+    }
+
+    async fn delete_media(&self, id: u64) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", media_pk(id))
+            .send()
+            .await
+            .map_err(backend("DynamoDB DeleteItem of a media"))?;
+        Ok(())
+    }
+
+    /// One item per click under a random key: clicks never contend with each other.
+    async fn record_click(&self, click: &Click) -> Result<(), StoreError> {
+        let pk = format!("click#{}", uuid::Uuid::new_v4().simple());
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk))
+            .item("data", encode(click)?)
+            .item("media_id", n(click.media_id))
+            .item("kind", s("click"))
+            .send()
+            .await
+            .map_err(backend("DynamoDB PutItem of a click"))?;
+        Ok(())
+    }
+}

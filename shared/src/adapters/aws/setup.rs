@@ -1,0 +1,180 @@
+//! Creating the bucket and the table when they are missing: for tests against moto and for trying the
+//! service on an AWS account without deploying the SAM template (which declares the same resources).
+//! Every step checks first or accepts "already exists", so running it again changes nothing.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+};
+use aws_sdk_s3::types::{
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
+    CreateBucketConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter,
+};
+
+use super::{AwsClients, AwsConfig};
+
+/// Backstop for what the sweep misses, the same rules as template.yaml: S3 itself aborts multipart
+/// uploads and removes staged chunks older than this. Both must stay above the upload TTL (24 h by
+/// default), or live uploads break; S3 also rounds each up to the next midnight UTC.
+const ABORT_UPLOADS_DAYS: i32 = 1;
+const EXPIRE_STAGING_DAYS: i32 = 2;
+
+/// Creates the bucket (with its lifecycle rules) and the table (with stream and TTL) if missing.
+pub async fn create_resources(clients: &AwsClients, cfg: &AwsConfig) -> anyhow::Result<()> {
+    create_bucket(&clients.s3, &cfg.bucket).await?;
+    create_table(&clients.dynamodb, &cfg.table).await
+}
+
+async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<()> {
+    let mut req = s3.create_bucket().bucket(bucket);
+    // us-east-1 is the one region that must not be named as a location constraint.
+    if let Some(region) = s3.config().region().map(|r| r.as_ref().to_string()) {
+        if region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                    .build(),
+            );
+        }
+    }
+    match req.send().await {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_bucket_already_owned_by_you()) => {}
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("S3 CreateBucket {bucket}"))),
+    }
+    let abort_uploads = LifecycleRule::builder()
+        .id("abort-incomplete-uploads")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .abort_incomplete_multipart_upload(
+            AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(ABORT_UPLOADS_DAYS)
+                .build(),
+        )
+        .build()?;
+    let expire_staging = LifecycleRule::builder()
+        .id("expire-staged-chunks")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("staging/").build())
+        .expiration(
+            LifecycleExpiration::builder()
+                .days(EXPIRE_STAGING_DAYS)
+                .build(),
+        )
+        .build()?;
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(abort_uploads)
+                .rules(expire_staging)
+                .build()?,
+        )
+        .send()
+        .await
+        .with_context(|| format!("S3 PutBucketLifecycleConfiguration {bucket}"))?;
+    Ok(())
+}
+
+async fn create_table(db: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Result<()> {
+    let exists = match db.describe_table().table_name(table).send().await {
+        Ok(_) => true,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            false
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("DynamoDB DescribeTable {table}")))
+        }
+    };
+    if !exists {
+        let res = db
+            .create_table()
+            .table_name(table)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("pk")
+                    .key_type(KeyType::Hash)
+                    .build()?,
+            )
+            .billing_mode(BillingMode::PayPerRequest)
+            // The cleanup function listens to TTL deletions on the stream.
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()?,
+            )
+            .send()
+            .await;
+        match res {
+            Ok(_) => {}
+            // Created concurrently by another caller.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("DynamoDB CreateTable {table}")))
+            }
+        }
+    }
+    wait_active(db, table).await?;
+
+    let ttl = db
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .with_context(|| format!("DynamoDB DescribeTimeToLive {table}"))?;
+    let enabled = ttl.time_to_live_description().is_some_and(|d| {
+        matches!(
+            d.time_to_live_status(),
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        ) && d.attribute_name() == Some("expires_at")
+    });
+    if !enabled {
+        db.update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expires_at")
+                    .build()?,
+            )
+            .send()
+            .await
+            .with_context(|| format!("DynamoDB UpdateTimeToLive {table}"))?;
+    }
+    Ok(())
+}
+
+/// A new table takes a few seconds to become usable on AWS (moto: none).
+async fn wait_active(db: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Result<()> {
+    for _ in 0..120 {
+        let out = db
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .with_context(|| format!("DynamoDB DescribeTable {table}"))?;
+        if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("DynamoDB table {table} did not become active within a minute")
+}

@@ -1,0 +1,396 @@
+//! The AWS adapters against moto on loopback, through the real AWS SDK. Run with
+//!
+//! ```sh
+//! eval "$(scripts/start-moto.sh)"
+//! cargo test -p media-shared --test aws_adapters
+//! scripts/stop-moto.sh
+//! ```
+//!
+//! moto enforces S3's 5 MiB minimum part size (EntityTooSmall), so uploads in 204800-byte chunks
+//! passing here show that chunks really are merged into parts.
+
+mod aws_support;
+
+use aws_support::*;
+use bytes::Bytes;
+use media_shared::adapters::aws::{MAX_STAGED, MIN_PART_SIZE};
+use media_shared::domain::upload::{StagingState, UploadStatus};
+use media_shared::domain::{Click, MediaRecord, MediaType, StoreError};
+use media_shared::ports::{BlobStore, MediaStore, UploadStore};
+use time::OffsetDateTime;
+
+#[tokio::test]
+async fn sessions_are_written_conditionally_on_their_version() {
+    let env = fresh().await;
+    let mut s = new_session(&env, 1000).await;
+    assert!(matches!(
+        env.meta.put_upload(&s, None).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(env.meta.get_upload(&s.id).await.unwrap().as_ref(), Some(&s));
+    assert!(env.meta.get_upload("0123").await.unwrap().is_none());
+
+    s.offset = 10;
+    s.version = 1;
+    env.meta.put_upload(&s, Some(0)).await.unwrap();
+    // A second writer that read version 0 loses, and writes nothing.
+    let mut stale = s.clone();
+    stale.offset = 99;
+    assert!(matches!(
+        env.meta.put_upload(&stale, Some(0)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        env.meta.get_upload(&s.id).await.unwrap().unwrap().offset,
+        10
+    );
+
+    assert!(matches!(
+        env.meta.delete_upload(&s.id, 0).await,
+        Err(StoreError::Conflict)
+    ));
+    env.meta.delete_upload(&s.id, 1).await.unwrap();
+    assert!(env.meta.get_upload(&s.id).await.unwrap().is_none());
+    // Deleting what is already gone is fine.
+    env.meta.delete_upload(&s.id, 1).await.unwrap();
+
+    // The TTL attribute is in epoch seconds, next to the millisecond expiry the sweep uses.
+    let s = new_session(&env, 1000).await;
+    let item = env
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&env.cfg.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("upload#{}", s.id)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        item["expires_at"].as_n().unwrap(),
+        &(s.expires_at_ms / 1000).to_string()
+    );
+    assert_eq!(item["kind"].as_s().unwrap(), "upload");
+}
+
+#[tokio::test]
+async fn expired_sessions_are_listed_up_to_the_limit() {
+    let env = fresh().await;
+    let now = OffsetDateTime::now_utc();
+    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    let mut expired = Vec::new();
+    for i in 0..5 {
+        let mut s = new_session(&env, 1000).await;
+        s.expires_at_ms = now_ms - 1000 * (i + 1);
+        s.version = 1;
+        env.meta.put_upload(&s, Some(0)).await.unwrap();
+        expired.push(s.id.clone());
+    }
+    let live = new_session(&env, 1000).await;
+    // Media and counter items share the table and must not be mistaken for sessions.
+    env.meta
+        .put_media(&MediaRecord::new(1, "alice", MediaType::Doc, now))
+        .await
+        .unwrap();
+    env.meta.next_media_id().await.unwrap();
+
+    let mut all: Vec<String> = env
+        .meta
+        .list_expired(now_ms, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    all.sort();
+    expired.sort();
+    assert_eq!(all, expired);
+    assert!(!all.contains(&live.id));
+    assert_eq!(env.meta.list_expired(now_ms, 2).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn media_counter_gives_unique_increasing_ids_under_concurrency() {
+    let env = fresh().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let meta = env.meta.clone();
+        tasks.spawn(async move { meta.next_media_id().await.unwrap() });
+    }
+    let mut ids = tasks.join_all().await;
+    ids.sort();
+    assert_eq!(ids, (1..=20).collect::<Vec<u64>>());
+    assert_eq!(env.meta.next_media_id().await.unwrap(), 21);
+}
+
+#[tokio::test]
+async fn media_and_clicks_round_trip() {
+    let env = fresh().await;
+    let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let mut m = MediaRecord::new(7, "alice", MediaType::Image, now);
+    m.title = Some("cat.png".into());
+    m.object_key = Some("media/abc.png".into());
+    m.size = Some(1234);
+    env.meta.put_media(&m).await.unwrap();
+    assert_eq!(env.meta.get_media(7).await.unwrap(), Some(m.clone()));
+    m.title = Some("dog.png".into());
+    env.meta.put_media(&m).await.unwrap();
+    assert_eq!(env.meta.get_media(7).await.unwrap(), Some(m));
+    env.meta.delete_media(7).await.unwrap();
+    assert_eq!(env.meta.get_media(7).await.unwrap(), None);
+    env.meta.delete_media(7).await.unwrap();
+
+    let click = Click {
+        media_id: 7,
+        user: Some("bob".into()),
+        ip: None,
+        at: now,
+    };
+    env.meta.record_click(&click).await.unwrap();
+    env.meta.record_click(&click).await.unwrap();
+    let clicks = env
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&env.cfg.table)
+        .filter_expression("kind = :c")
+        .expression_attribute_values(
+            ":c",
+            aws_sdk_dynamodb::types::AttributeValue::S("click".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(clicks.items().len(), 2);
+}
+
+#[tokio::test]
+async fn a_12_mib_file_in_small_chunks_becomes_one_object() {
+    let env = fresh().await;
+    let data = random_bytes(12 * MIB);
+    let mut s = new_session(&env, data.len() as u64).await;
+    for chunk in data.chunks(CHUNK) {
+        send_chunk(&env, &mut s, chunk).await;
+        // Never more staged than a part's worth, and every part but the last at least 5 MiB.
+        let staged: u64 = s.staging.staged.iter().map(|c| c.len).sum();
+        assert!(staged < MIN_PART_SIZE);
+        let full = &s.staging.parts[..s.staging.parts.len() - usize::from(s.offset == s.total)];
+        assert!(full.iter().all(|p| p.size >= MIN_PART_SIZE));
+    }
+    // The last chunk finished the last part: nothing is staged any more.
+    assert!(s.staging.staged.is_empty());
+    assert_eq!(s.staging.parts.len(), 3);
+    assert!(s.staging.multipart_upload_id.is_some());
+    assert_eq!(s.md5.hex_digest().unwrap(), md5_hex(&data));
+
+    let key = s.object_key();
+    env.blobs.finish(&s, &key).await.unwrap();
+    // A retried completion finds the object there.
+    env.blobs.finish(&s, &key).await.unwrap();
+
+    assert!(get_object(&env, &key).await == data, "object bytes differ");
+    assert_eq!(multipart_uploads(&env).await, vec![]);
+    assert_eq!(keys(&env, "staging/").await, Vec::<String>::new());
+    assert_eq!(keys(&env, "").await, vec![key.clone()]);
+
+    let written = env.put_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let ratio = written as f64 / data.len() as f64;
+    println!(
+        "bytes written per byte uploaded: {ratio:.3} ({written} for {})",
+        data.len()
+    );
+    assert!(ratio <= 2.1, "wrote {ratio:.3} bytes per byte");
+
+    assert_eq!(
+        &env.blobs.read_head(&key, 1000).await.unwrap()[..],
+        &data[..1000]
+    );
+    let url = env.blobs.object_url(&key).await.unwrap();
+    assert!(
+        url.contains(&key) && url.contains("X-Amz-Signature"),
+        "{url}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_fits_in_one_part_is_one_put_object() {
+    let env = fresh().await;
+    let data = random_bytes(MIB);
+    let mut s = new_session(&env, data.len() as u64).await;
+    for chunk in data.chunks(CHUNK) {
+        send_chunk(&env, &mut s, chunk).await;
+        assert_eq!(s.staging.multipart_upload_id, None);
+        assert!(s.staging.parts.is_empty());
+        assert_eq!(multipart_uploads(&env).await, vec![]);
+    }
+    assert!(s.staging.staged.is_empty());
+    let key = s.object_key();
+    env.blobs.finish(&s, &key).await.unwrap();
+    env.blobs.finish(&s, &key).await.unwrap();
+    assert!(get_object(&env, &key).await == data, "object bytes differ");
+    assert_eq!(keys(&env, "").await, vec![key]);
+    let written = env.put_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(written as f64 / data.len() as f64 <= 2.1);
+}
+
+#[tokio::test]
+async fn a_crash_between_the_write_and_the_commit_is_repaired_by_the_retry() {
+    let env = fresh().await;
+    // Two full parts and a last one: merges at chunks 26 and 52, and the last chunk.
+    let data = random_bytes(11 * MIB + 12345);
+    let mut s = new_session(&env, data.len() as u64).await;
+    let mut crashes = 0;
+    for chunk in data.chunks(CHUNK) {
+        let staged: u64 = s.staging.staged.iter().map(|c| c.len).sum();
+        let merges = s.offset + chunk.len() as u64 == s.total
+            || staged + chunk.len() as u64 >= MIN_PART_SIZE;
+        if merges || crashes == 0 {
+            // The bytes reach S3, then the process dies before the session is committed: no commit,
+            // no after_commit. The client retries the same chunk against the committed session.
+            let lost = write_only(&env, &s, chunk).await;
+            assert_ne!(lost, s.staging);
+            crashes += 1;
+        }
+        send_chunk(&env, &mut s, chunk).await;
+    }
+    assert_eq!(crashes, 4);
+    let key = s.object_key();
+    // The crash at the first merge left a multipart upload nobody recorded.
+    assert_eq!(multipart_uploads(&env).await.len(), 2);
+    env.blobs.finish(&s, &key).await.unwrap();
+    assert!(get_object(&env, &key).await == data, "object bytes differ");
+    assert_eq!(multipart_uploads(&env).await, vec![]);
+    assert_eq!(keys(&env, "staging/").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_crash_on_the_last_chunk_of_a_one_part_file_is_repaired_by_the_retry() {
+    let env = fresh().await;
+    let data = random_bytes(3 * CHUNK + 17);
+    let mut s = new_session(&env, data.len() as u64).await;
+    let chunks: Vec<&[u8]> = data.chunks(CHUNK).collect();
+    for chunk in &chunks[..chunks.len() - 1] {
+        send_chunk(&env, &mut s, chunk).await;
+    }
+    let last = chunks[chunks.len() - 1];
+    write_only(&env, &s, last).await;
+    send_chunk(&env, &mut s, last).await;
+    let key = s.object_key();
+    env.blobs.finish(&s, &key).await.unwrap();
+    assert!(get_object(&env, &key).await == data, "object bytes differ");
+    assert_eq!(keys(&env, "").await, vec![key]);
+}
+
+#[tokio::test]
+async fn discard_leaves_nothing_behind_and_can_be_repeated() {
+    let env = fresh().await;
+    let data = random_bytes(12 * MIB);
+    let mut s = new_session(&env, data.len() as u64).await;
+    // One part written, chunks staged for the next one.
+    for chunk in data[..7 * MIB].chunks(CHUNK) {
+        send_chunk(&env, &mut s, chunk).await;
+    }
+    assert_eq!(s.staging.parts.len(), 1);
+    assert!(!s.staging.staged.is_empty());
+    // A staged chunk that was written but never committed, and a multipart upload nobody recorded.
+    write_only(&env, &s, &data[7 * MIB..7 * MIB + CHUNK]).await;
+    env.clients
+        .s3
+        .create_multipart_upload()
+        .bucket(&env.cfg.bucket)
+        .key(s.object_key())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(multipart_uploads(&env).await.len(), 2);
+    // Someone else's upload must survive.
+    let mut other = new_session(&env, 1000).await;
+    send_chunk(&env, &mut other, &data[..500]).await;
+
+    env.blobs.discard(&s).await.unwrap();
+    assert_eq!(multipart_uploads(&env).await, vec![]);
+    assert_eq!(
+        keys(&env, &format!("staging/{}/", s.id)).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
+    assert_eq!(keys(&env, "staging/").await.len(), 1);
+    env.blobs.discard(&s).await.unwrap();
+
+    // An upload whose last chunk was written but never committed: its object is removed too.
+    let small = random_bytes(1000);
+    let t = new_session(&env, small.len() as u64).await;
+    write_only(&env, &t, &small).await;
+    assert_eq!(keys(&env, "media/").await, vec![t.object_key()]);
+    env.blobs.discard(&t).await.unwrap();
+    assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
+
+    // A session that reached `Completing` may have a media pointing at its object: it stays.
+    let mut u = new_session(&env, small.len() as u64).await;
+    send_chunk(&env, &mut u, &small).await;
+    env.blobs.finish(&u, &u.object_key()).await.unwrap();
+    u.status = UploadStatus::Completing {
+        media_id: 1,
+        media_type: MediaType::Doc,
+    };
+    env.blobs.discard(&u).await.unwrap();
+    assert_eq!(keys(&env, "media/").await, vec![u.object_key()]);
+}
+
+#[tokio::test]
+async fn tiny_chunks_are_compacted_so_the_session_stays_small() {
+    let env = fresh().await;
+    let data = random_bytes(300 * 1000 + 1);
+    let mut s = new_session(&env, data.len() as u64).await;
+    let mut most = 0;
+    for chunk in data.chunks(1000) {
+        send_chunk(&env, &mut s, chunk).await;
+        most = most.max(s.staging.staged.len());
+    }
+    assert!(most < MAX_STAGED, "{most} chunks staged at once");
+    let key = s.object_key();
+    env.blobs.finish(&s, &key).await.unwrap();
+    assert!(get_object(&env, &key).await == data, "object bytes differ");
+    assert_eq!(keys(&env, "").await, vec![key]);
+}
+
+#[tokio::test]
+async fn whole_objects_and_public_urls() {
+    let env = fresh_with(Some("https://cdn.example.com/")).await;
+    let key = "media/fetched.png";
+    env.blobs
+        .put_object(key, Bytes::from_static(b"\x89PNG rest"), "image/png")
+        .await
+        .unwrap();
+    let head = env
+        .clients
+        .s3
+        .head_object()
+        .bucket(&env.cfg.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("image/png"));
+    assert_eq!(&env.blobs.read_head(key, 4).await.unwrap()[..], b"\x89PNG");
+    assert_eq!(
+        &env.blobs.read_head(key, 1000).await.unwrap()[..],
+        b"\x89PNG rest"
+    );
+    assert_eq!(
+        env.blobs.object_url(key).await.unwrap(),
+        "https://cdn.example.com/media/fetched.png"
+    );
+    env.blobs.delete_object(key).await.unwrap();
+    env.blobs.delete_object(key).await.unwrap();
+    assert_eq!(keys(&env, "").await, Vec::<String>::new());
+    // Nothing staged, nothing to free.
+    env.blobs
+        .after_commit(&StagingState::default(), &StagingState::default())
+        .await
+        .unwrap();
+}
