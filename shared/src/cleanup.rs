@@ -3,6 +3,8 @@
 //! session's version, so two sweeps (or a sweep and a late client) never undo each other's work, and a
 //! completed upload's object is never touched: only its session record goes.
 
+use anyhow::Context;
+use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::api::App;
@@ -51,7 +53,7 @@ pub async fn clean(
     session: &UploadSession,
     report: &mut SweepReport,
 ) -> anyhow::Result<()> {
-    if !matches!(session.status, UploadStatus::Completed { .. }) {
+    if holds_unfinished_bytes(app, session).await? {
         app.blobs.discard(session).await?;
         report.released += 1;
     }
@@ -65,4 +67,90 @@ pub async fn clean(
         Err(StoreError::Backend(e)) => return Err(e),
     }
     Ok(())
+}
+
+/// Whether the session's bytes are not (part of) a media. A session caught in `Completing` may already
+/// have its finished object and media record (the crash came before the last write): then the object
+/// belongs to that media and must stay.
+async fn holds_unfinished_bytes(app: &App, session: &UploadSession) -> anyhow::Result<bool> {
+    Ok(match &session.status {
+        UploadStatus::Completed { .. } => false,
+        UploadStatus::Completing { media_id, .. } => {
+            app.media.get_media(*media_id).await?.is_none()
+        }
+        UploadStatus::Receiving | UploadStatus::Failed { .. } => true,
+    })
+}
+
+/// The cleanup function's event: a DynamoDB stream batch, or anything else (the EventBridge schedule),
+/// which runs a sweep. For a stream batch the answer lists the records to retry
+/// (`ReportBatchItemFailures`); records that are not TTL removals of upload sessions are ignored.
+pub async fn handle_event(app: &App, event: &Value, now: OffsetDateTime) -> anyhow::Result<Value> {
+    let Some(records) = event.get("Records").and_then(Value::as_array) else {
+        let report = sweep(app, now).await?;
+        return Ok(serde_json::to_value(report)?);
+    };
+    let mut report = SweepReport::default();
+    let (mut ignored, mut failures) = (0usize, Vec::new());
+    for record in records {
+        match ttl_removed_session(record) {
+            Ok(Some(session)) => {
+                if let Err(e) = clean(app, &session, &mut report).await {
+                    tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "cleanup failed; the record will be retried");
+                    let seq = record
+                        .pointer("/dynamodb/SequenceNumber")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    failures.push(json!({"itemIdentifier": seq}));
+                }
+            }
+            Ok(None) => ignored += 1,
+            // A record we cannot read will not become readable by retrying: log it and move on; the
+            // scheduled sweep and the bucket lifecycle are the backstops.
+            Err(e) => {
+                ignored += 1;
+                tracing::error!(error = format!("{e:#}"), "unreadable stream record");
+            }
+        }
+    }
+    tracing::info!(
+        records = records.len(),
+        released = report.released,
+        sessions_removed = report.sessions_removed,
+        ignored,
+        failed = failures.len(),
+        "stream batch cleaned"
+    );
+    Ok(json!({"batchItemFailures": failures}))
+}
+
+/// The upload session of a stream record that is a REMOVE done by the TTL service; `None` for any
+/// other record (inserts, updates, a user's or the sweep's own deletes, media items).
+pub fn ttl_removed_session(record: &Value) -> anyhow::Result<Option<UploadSession>> {
+    let by_ttl = record.get("eventName").and_then(Value::as_str) == Some("REMOVE")
+        && record.pointer("/userIdentity/type").and_then(Value::as_str) == Some("Service")
+        && record
+            .pointer("/userIdentity/principalId")
+            .and_then(Value::as_str)
+            == Some("dynamodb.amazonaws.com");
+    if !by_ttl {
+        return Ok(None);
+    }
+    let old = record
+        .pointer("/dynamodb/OldImage")
+        .context("a TTL REMOVE record without OldImage: the stream must carry old images")?;
+    let is_upload = old
+        .pointer("/pk/S")
+        .and_then(Value::as_str)
+        .is_some_and(|pk| pk.starts_with("upload#"));
+    if !is_upload {
+        return Ok(None);
+    }
+    let data = old
+        .pointer("/data/S")
+        .and_then(Value::as_str)
+        .context("upload item without its data attribute")?;
+    Ok(Some(
+        serde_json::from_str(data).context("upload session in the old image")?,
+    ))
 }

@@ -7,4 +7,7 @@ pub mod api;
 pub mod cleanup;
 pub mod config;
 pub mod domain;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod ports;
+pub mod wiring;

@@ -8,6 +8,31 @@ use super::{
 };
 use crate::domain::ApiError;
 
+/// The endpoints, one Lambda function each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chunk,
+    Complete,
+    Create,
+    Get,
+    Update,
+    Delete,
+    Click,
+}
+
+/// Runs one endpoint's handler (what a Lambda function does with every request it gets).
+pub async fn dispatch(endpoint: Endpoint, app: &App, req: Request) -> Response {
+    match endpoint {
+        Endpoint::Chunk => chunk::handle(app, req).await,
+        Endpoint::Complete => complete::handle(app, req).await,
+        Endpoint::Create => create::handle(app, req).await,
+        Endpoint::Get => get::handle(app, req).await,
+        Endpoint::Update => update::handle(app, req).await,
+        Endpoint::Delete => delete::handle(app, req).await,
+        Endpoint::Click => click::handle(app, req).await,
+    }
+}
+
 pub async fn route(app: &App, req: Request) -> Response {
     let path = req.uri().path();
     let path = path.strip_suffix('/').unwrap_or(path);

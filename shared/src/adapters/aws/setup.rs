@@ -116,7 +116,7 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Res
             .stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .stream_view_type(StreamViewType::OldImage)
                     .build()?,
             )
             .send()

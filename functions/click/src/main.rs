@@ -1,0 +1,9 @@
+//! POST /api/v2/media/{id}/click/ on Lambda: AWS clients are built once per cold start, each request goes through the shared
+//! handler (`media_shared::api::click`).
+
+use media_shared::api::routes::Endpoint;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    media_shared::lambda::serve(Endpoint::Click).await
+}

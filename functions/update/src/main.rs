@@ -1,0 +1,9 @@
+//! PUT and PATCH /api/v2/media/{id}/ on Lambda: AWS clients are built once per cold start, each request goes through the shared
+//! handler (`media_shared::api::update`).
+
+use media_shared::api::routes::Endpoint;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    media_shared::lambda::serve(Endpoint::Update).await
+}

@@ -1,0 +1,31 @@
+//! Building the handlers' `App` from configuration, so that every entry point (the Lambda functions,
+//! `media-local` with `MEDIA_BACKEND=aws`, the tests) wires the AWS adapters the same way.
+
+use std::sync::Arc;
+
+use crate::adapters::aws::{create_resources, AwsClients, AwsConfig, DynamoMeta, S3Blobs};
+use crate::api::App;
+use crate::config::{self, Env};
+
+/// The App on S3 and DynamoDB. With `create` the bucket and table are created if missing (local
+/// S3/DynamoDB-compatible servers; on AWS the SAM template owns them).
+pub async fn aws_app(env: &dyn Env, create: bool) -> anyhow::Result<(App, AwsClients, AwsConfig)> {
+    let limits = config::limits(env)?;
+    let cfg = AwsConfig::from_env(env)?;
+    let clients = AwsClients::from_env(&cfg).await;
+    if create {
+        create_resources(&clients, &cfg).await?;
+    }
+    let meta = Arc::new(DynamoMeta::new(clients.dynamodb.clone(), &cfg.table));
+    let blobs = Arc::new(S3Blobs::new(clients.s3.clone(), &cfg));
+    Ok((
+        App {
+            limits,
+            uploads: meta.clone(),
+            media: meta,
+            blobs,
+        },
+        clients,
+        cfg,
+    ))
+}
