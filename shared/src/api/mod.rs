@@ -75,14 +75,37 @@ impl App {
     }
 }
 
-/// `/api/v2/media/17/` and `/api/v2/media/17/click` -> 17. Anything else is an unknown media (404).
+/// `/api/v2/media/17/` and `/api/v2/media/17/click` -> 17, also behind an API Gateway stage prefix
+/// (`/prod/api/v2/media/17/`). Anything else is an unknown media (404).
 pub fn media_id_from_path(path: &str) -> Result<u64, ApiError> {
-    let rest = path
-        .strip_prefix("/api/v2/media/")
+    let (_, rest) = path
+        .split_once("/api/v2/media/")
         .ok_or(ApiError::NotFound("media"))?;
     let id = rest.split('/').next().unwrap_or("");
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::NotFound("media"));
     }
     id.parse().map_err(|_| ApiError::NotFound("media"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_ids_from_paths() {
+        assert_eq!(media_id_from_path("/api/v2/media/17/").unwrap(), 17);
+        assert_eq!(media_id_from_path("/api/v2/media/17").unwrap(), 17);
+        assert_eq!(media_id_from_path("/api/v2/media/17/click/").unwrap(), 17);
+        assert_eq!(media_id_from_path("/prod/api/v2/media/5/").unwrap(), 5);
+        for bad in [
+            "/api/v2/media/",
+            "/api/v2/media/x/",
+            "/api/v2/media/-1/",
+            "/other/17",
+            "/api/v2/media/99999999999999999999/",
+        ] {
+            assert_eq!(media_id_from_path(bad).unwrap_err().status(), 404, "{bad}");
+        }
+    }
 }
