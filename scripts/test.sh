@@ -23,9 +23,16 @@ if [ -x scripts/start-moto.sh ]; then
   trap 'scripts/stop-moto.sh >/dev/null 2>&1 || true' EXIT
 fi
 
-step "tests"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
-else
-  cargo test --workspace --no-fail-fast
-fi
+run_tests() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast "$@"
+  else
+    cargo test --no-fail-fast "$@"
+  fi
+}
+
+step "tests: unit, adapters, Lambda events, and the HTTP suite on the embedded backend"
+run_tests --workspace
+
+step "tests: the same HTTP suite on the AWS backend (S3 + DynamoDB through the SDK, against moto)"
+MEDIA_TEST_BACKEND=aws run_tests -p media-local

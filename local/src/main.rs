@@ -2,7 +2,7 @@
 //! uploads once and exits.
 
 use anyhow::Context;
-use media_local::config::LocalConfig;
+use media_local::config::{Backend, LocalConfig};
 use media_shared::config::ProcessEnv;
 
 #[tokio::main]
@@ -17,7 +17,21 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None | Some("serve") => serve(config).await,
         Some("sweep") => {
-            let (app, _, _) = media_local::server::open(&config, "http://unused")?;
+            let app = match &config.backend {
+                Backend::Local => media_local::server::open(&config, "http://unused")?.0,
+                Backend::Aws {
+                    config: aws,
+                    create_resources,
+                } => {
+                    media_shared::wiring::aws_app_with(
+                        config.limits.clone(),
+                        aws,
+                        *create_resources,
+                    )
+                    .await?
+                    .0
+                }
+            };
             let report =
                 media_shared::cleanup::sweep(&app, time::OffsetDateTime::now_utc()).await?;
             println!("{}", serde_json::to_string(&report)?);

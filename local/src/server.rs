@@ -10,16 +10,18 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use media_shared::adapters::aws::{AwsClients, AwsConfig};
 use media_shared::adapters::local::{LocalBlobs, LocalMeta};
 use media_shared::api::auth::{ClientIp, Hs256};
 use media_shared::api::{response, routes, App};
 use media_shared::cleanup;
 use media_shared::domain::ApiError;
+use media_shared::wiring;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_http::services::ServeDir;
 
-use crate::config::{LocalConfig, DEV_SECRET};
+use crate::config::{Backend, LocalConfig, DEV_SECRET};
 
 /// Room for the multipart framing and form fields around the largest allowed chunk.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -33,11 +35,22 @@ struct Shared {
 pub struct Running {
     pub addr: SocketAddr,
     pub app: App,
-    pub meta: LocalMeta,
-    pub blobs: Arc<LocalBlobs>,
+    pub stores: Stores,
     pub auth: Arc<Hs256Issuer>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The stores behind the App, for inspection (tests, tools).
+pub enum Stores {
+    Local {
+        meta: LocalMeta,
+        blobs: Arc<LocalBlobs>,
+    },
+    Aws {
+        clients: AwsClients,
+        config: AwsConfig,
+    },
 }
 
 /// Issues tokens with the server's secret (the dev token at start-up; tests).
@@ -74,7 +87,26 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         .public_base_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let (app, meta, blobs) = open(&config, &base)?;
+    let (app, stores) = match &config.backend {
+        Backend::Local => {
+            let (app, meta, blobs) = open(&config, &base)?;
+            (app, Stores::Local { meta, blobs })
+        }
+        Backend::Aws {
+            config: aws,
+            create_resources,
+        } => {
+            let (app, clients) =
+                wiring::aws_app_with(config.limits.clone(), aws, *create_resources).await?;
+            (
+                app,
+                Stores::Aws {
+                    clients,
+                    config: aws.clone(),
+                },
+            )
+        }
+    };
     let secret = config
         .jwt_secret
         .clone()
@@ -85,8 +117,12 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         max_body: config.limits.max_chunk_bytes + MULTIPART_OVERHEAD,
     });
 
-    let router = axum::Router::new()
-        .nest_service("/files", ServeDir::new(blobs.objects_dir()))
+    let mut router = axum::Router::new();
+    if let Stores::Local { blobs, .. } = &stores {
+        // On AWS the media URLs point at S3 (presigned) or the configured public base URL instead.
+        router = router.nest_service("/files", ServeDir::new(blobs.objects_dir()));
+    }
+    let router = router
         .fallback(api)
         .with_state(shared)
         .layer(axum::middleware::map_response(
@@ -118,8 +154,7 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
     Ok(Running {
         addr,
         app,
-        meta,
-        blobs,
+        stores,
         auth: Arc::new(Hs256Issuer(Hs256::new(secret.as_bytes()))),
         stop: Some(stop_tx),
         task,

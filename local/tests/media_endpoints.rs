@@ -243,7 +243,7 @@ async fn clicks_are_recorded_with_or_without_a_user() {
     )
     .await;
     assert_eq!(st, 404);
-    let clicks = s.running().meta.clicks().await.unwrap();
+    let clicks = s.clicks().await;
     assert_eq!(clicks.len(), 2);
     assert_eq!(
         (clicks[0].user.as_deref(), clicks[0].ip.as_deref()),

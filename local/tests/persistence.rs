@@ -60,7 +60,7 @@ async fn the_sweep_releases_expired_uploads_and_keeps_completed_media() {
         )
         .await;
     assert_eq!(st, 201);
-    assert!(s.running().blobs.has_partial(&pending));
+    assert!(s.holds_bytes(&pending).await);
 
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let report = media_shared::cleanup::sweep(&s.running().app, time_now())
@@ -71,7 +71,7 @@ async fn the_sweep_releases_expired_uploads_and_keeps_completed_media() {
         (1, 2),
         "{report:?}"
     );
-    assert!(!s.running().blobs.has_partial(&pending));
+    assert!(!s.holds_bytes(&pending).await);
     // The session is gone; the completed media and its bytes stay.
     let (st, _) = s
         .chunk(

@@ -358,13 +358,10 @@ async fn a_wrong_md5_fails_the_upload_and_releases_its_bytes() {
         let s = TestServer::start().await;
         let data = png(40, 40, 17);
         let id = s.upload("alice", &data, 1024).await;
-        assert!(s.running().blobs.has_partial(&id));
+        assert!(s.holds_bytes(&id).await);
         let (st, b) = s.complete("alice", &id, bad, None).await;
         assert_eq!(st, 400, "{b}");
-        assert!(
-            !s.running().blobs.has_partial(&id),
-            "bytes released after {bad}"
-        );
+        assert!(!s.holds_bytes(&id).await, "bytes released after {bad}");
         // The upload is failed for good: the right md5 no longer completes it, no chunk is taken.
         let (st, b) = s.complete("alice", &id, &md5_hex(&data), None).await;
         assert_eq!((st, code(&b)), (400, "upload_failed"));

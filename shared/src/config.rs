@@ -53,6 +53,21 @@ pub fn u64_var(
     Ok(v)
 }
 
+/// `1/true/yes/on` or `0/false/no/off`.
+pub fn bool_var(env: &dyn Env, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    let Some(raw) = env.get(var) else {
+        return Ok(default);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError {
+            var,
+            message: format!("{raw:?} is not a boolean (true/false, 1/0, yes/no)"),
+        }),
+    }
+}
+
 /// An http(s) URL without a trailing slash, e.g. a CloudFront domain or the local server's address.
 pub fn url_var(env: &dyn Env, var: &'static str) -> Result<Option<String>, ConfigError> {
     let Some(raw) = env.get(var) else {

@@ -1,13 +1,18 @@
-//! Test harness: the real local server on a loopback port (in-process, fresh data directory), a
-//! reqwest client, tokens, and the upload steps the official client performs.
+//! Test harness: the real server on a loopback port (in-process, fresh data directory), a reqwest
+//! client, tokens, and the upload steps the official client performs.
+//!
+//! The same suite runs on both backends: by default on the embedded one; with `MEDIA_TEST_BACKEND=aws`
+//! on S3 + DynamoDB through the real SDK, against the server `scripts/start-moto.sh` started (each
+//! server gets its own fresh bucket and table).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
 use md5::{Digest, Md5};
-use media_local::config::LocalConfig;
-use media_local::server::{self, Running};
-use media_shared::domain::Limits;
+use media_local::config::{Backend, LocalConfig};
+use media_local::server::{self, Running, Stores};
+use media_shared::adapters::aws::AwsConfig;
+use media_shared::domain::{Click, Limits};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
@@ -29,6 +34,31 @@ pub fn config(dir: PathBuf) -> LocalConfig {
         public_base_url: None,
         sweep_every_secs: 3600,
         limits: Limits::default(),
+        backend: test_backend(),
+    }
+}
+
+fn test_backend() -> Backend {
+    match std::env::var("MEDIA_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("local") => Backend::Local,
+        Ok("aws") => {
+            assert!(
+                std::env::var("MEDIA_TEST_AWS").is_ok(),
+                "MEDIA_TEST_BACKEND=aws needs the local S3/DynamoDB server: run through scripts/test.sh, or eval \"$(scripts/start-moto.sh)\" first"
+            );
+            let unique = uuid::Uuid::new_v4().simple().to_string();
+            Backend::Aws {
+                config: AwsConfig {
+                    bucket: format!("media-test-{}", &unique[..20]),
+                    table: format!("media-test-{}", &unique[..20]),
+                    part_size: 5 * 1024 * 1024,
+                    public_base_url: None,
+                    force_path_style: true,
+                },
+                create_resources: true,
+            }
+        }
+        Ok(other) => panic!("MEDIA_TEST_BACKEND={other}: use local or aws"),
     }
 }
 
@@ -70,6 +100,71 @@ impl TestServer {
 
     pub fn running(&self) -> &Running {
         self.running.as_ref().unwrap()
+    }
+
+    /// Whether storage still holds bytes of this unfinished upload (partial file; or staged chunks,
+    /// an open multipart upload or a single-part object in S3).
+    pub async fn holds_bytes(&self, upload_id: &str) -> bool {
+        match &self.running().stores {
+            Stores::Local { blobs, .. } => blobs.has_partial(upload_id),
+            Stores::Aws { clients, config } => {
+                let list = |prefix: String| {
+                    clients
+                        .s3
+                        .list_objects_v2()
+                        .bucket(&config.bucket)
+                        .prefix(prefix)
+                        .send()
+                };
+                let staged = list(format!("staging/{upload_id}/"))
+                    .await
+                    .unwrap()
+                    .key_count()
+                    .unwrap_or(0);
+                let objects = list(format!("media/{upload_id}"))
+                    .await
+                    .unwrap()
+                    .key_count()
+                    .unwrap_or(0);
+                let mpus = clients
+                    .s3
+                    .list_multipart_uploads()
+                    .bucket(&config.bucket)
+                    .prefix(format!("media/{upload_id}"))
+                    .send()
+                    .await
+                    .unwrap();
+                staged + objects > 0 || !mpus.uploads().is_empty()
+            }
+        }
+    }
+
+    /// Every recorded click, oldest first.
+    pub async fn clicks(&self) -> Vec<Click> {
+        let mut clicks: Vec<Click> = match &self.running().stores {
+            Stores::Local { meta, .. } => meta.clicks().await.unwrap(),
+            Stores::Aws { clients, config } => {
+                let out = clients
+                    .dynamodb
+                    .scan()
+                    .table_name(&config.table)
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .unwrap();
+                out.items()
+                    .iter()
+                    .filter(|i| {
+                        i.get("pk")
+                            .and_then(|v| v.as_s().ok())
+                            .is_some_and(|pk| pk.starts_with("click#"))
+                    })
+                    .map(|i| serde_json::from_str(i["data"].as_s().unwrap()).unwrap())
+                    .collect()
+            }
+        };
+        clicks.sort_by_key(|c| c.at);
+        clicks
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -196,6 +291,14 @@ pub async fn json_of(r: reqwest::Response) -> (u16, Value) {
 
 pub fn md5_hex(data: &[u8]) -> String {
     hex::encode(Md5::digest(data))
+}
+
+/// The path of a URL in a JSON string (presigned S3 URLs carry a query string).
+pub fn url_path(v: &Value) -> String {
+    reqwest::Url::parse(v.as_str().unwrap_or_else(|| panic!("not a URL: {v}")))
+        .unwrap()
+        .path()
+        .to_string()
 }
 
 /// The first error code of an error envelope.

@@ -10,7 +10,7 @@ mod dynamo_meta;
 mod s3_blobs;
 mod setup;
 
-use crate::config::{u64_var, url_var, ConfigError, Env};
+use crate::config::{bool_var, u64_var, url_var, ConfigError, Env};
 use crate::domain::limits::MIB;
 
 pub use client::{connect, AwsClients};
@@ -62,20 +62,6 @@ fn required(env: &dyn Env, var: &'static str) -> Result<String, ConfigError> {
         _ => Err(ConfigError {
             var,
             message: "is required but not set".into(),
-        }),
-    }
-}
-
-fn bool_var(env: &dyn Env, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-    let Some(raw) = env.get(var) else {
-        return Ok(default);
-    };
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError {
-            var,
-            message: format!("{raw:?} is not a boolean (true/false, 1/0, yes/no)"),
         }),
     }
 }
