@@ -229,6 +229,90 @@ impl S3Blobs {
     }
 
     /// Every multipart upload in progress for exactly `key`, recorded or not.
+    /// CompleteMultipartUpload with the recorded parts; an upload an earlier attempt already completed
+    /// (it crashed before recording it) is recognised by the object being there with the full size.
+    async fn complete_multipart(
+        &self,
+        session: &UploadSession,
+        key: &str,
+        upload_id: &str,
+    ) -> anyhow::Result<()> {
+        let st = &session.staging;
+        let recorded: u64 = st.parts.iter().map(|p| p.size).sum();
+        ensure!(
+            recorded == session.total,
+            "the recorded parts of {key} hold {recorded} bytes, expected {}",
+            session.total
+        );
+        let parts = st
+            .parts
+            .iter()
+            .map(|p| {
+                Ok(CompletedPart::builder()
+                    .part_number(i32::try_from(p.number)?)
+                    .e_tag(&p.etag)
+                    .build())
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let res = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error().and_then(|e| e.code()) == Some("NoSuchUpload")
+                    && self.head(key).await? == Some(session.total) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk(format!("S3 CompleteMultipartUpload {key}"))(e)),
+        }
+    }
+
+    /// After the object is whole, nothing of the upload may linger (and be billed until the bucket's
+    /// lifecycle rules): multipart uploads opened by writes that crashed before their commit, and staged
+    /// chunks whose merge committed but whose `after_commit` never ran (the commit's answer was lost).
+    /// Best effort: a failure here leaves only garbage, which the lifecycle rules remove.
+    async fn tidy_after_finish(&self, session: &UploadSession, key: &str) {
+        let strays = match self.multipart_uploads(key).await {
+            Ok(strays) => strays,
+            Err(e) => {
+                tracing::warn!(
+                    key,
+                    error = format!("{e:#}"),
+                    "could not list stray multipart uploads"
+                );
+                Vec::new()
+            }
+        };
+        for stray in strays {
+            if let Err(e) = self.abort(key, &stray).await {
+                tracing::warn!(
+                    key,
+                    error = format!("{e:#}"),
+                    "could not abort a stray multipart upload"
+                );
+            }
+        }
+        if let Err(e) = self.delete_prefix(&staging_prefix(&session.id)).await {
+            tracing::warn!(
+                key,
+                error = format!("{e:#}"),
+                "could not delete leftover staged chunks"
+            );
+        }
+    }
+
     async fn multipart_uploads(&self, key: &str) -> anyhow::Result<Vec<String>> {
         let mut ids = Vec::new();
         let (mut key_marker, mut id_marker) = (None, None);
@@ -429,65 +513,16 @@ impl BlobStore for S3Blobs {
             "S3 uploads are written to {}, not {key}",
             session.object_key()
         );
-        let st = &session.staging;
-        let Some(upload_id) = &st.multipart_upload_id else {
+        match &session.staging.multipart_upload_id {
             // Written whole by PutObject with the last chunk.
-            return match self.head(key).await? {
-                Some(size) if size == session.total => Ok(()),
+            None => match self.head(key).await? {
+                Some(size) if size == session.total => {}
                 Some(size) => bail!("{key} has {size} bytes, expected {}", session.total),
                 None => bail!("{key} was never written: the last chunk did not arrive"),
-            };
-        };
-        let recorded: u64 = st.parts.iter().map(|p| p.size).sum();
-        ensure!(
-            recorded == session.total,
-            "the recorded parts of {key} hold {recorded} bytes, expected {}",
-            session.total
-        );
-        let parts = st
-            .parts
-            .iter()
-            .map(|p| {
-                Ok(CompletedPart::builder()
-                    .part_number(i32::try_from(p.number)?)
-                    .e_tag(&p.etag)
-                    .build())
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let res = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await;
-        match res {
-            Ok(_) => {}
-            // Completed by an earlier attempt that crashed before recording it.
-            Err(e)
-                if e.as_service_error().and_then(|e| e.code()) == Some("NoSuchUpload")
-                    && self.head(key).await? == Some(session.total) => {}
-            Err(e) => return Err(sdk(format!("S3 CompleteMultipartUpload {key}"))(e)),
+            },
+            Some(upload_id) => self.complete_multipart(session, key, upload_id).await?,
         }
-        // Uploads created by writes that crashed before their commit would otherwise linger (and be
-        // billed) until the bucket's lifecycle rule; nobody else writes this key any more.
-        for stray in self.multipart_uploads(key).await? {
-            if stray != *upload_id {
-                if let Err(e) = self.abort(key, &stray).await {
-                    tracing::warn!(
-                        key,
-                        error = format!("{e:#}"),
-                        "could not abort a stray multipart upload"
-                    );
-                }
-            }
-        }
+        self.tidy_after_finish(session, key).await;
         Ok(())
     }
 
