@@ -1,9 +1,49 @@
-//! `media-local [serve]` runs the API on the embedded default; `media-local sweep` cleans expired
-//! uploads once and exits.
+//! `media-local [serve]` runs the API on the embedded default (or on AWS with `MEDIA_BACKEND=aws`);
+//! `media-local sweep` cleans expired uploads once; `media-local upload FILE` uploads a file like the
+//! official client, with progress and resume.
+
+use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use media_local::config::{Backend, LocalConfig};
+use media_local::uploader::{self, Outcome, UploadOptions};
 use media_shared::config::ProcessEnv;
+
+#[derive(Parser)]
+#[command(
+    name = "media-local",
+    version,
+    about = "The media upload service on the embedded default"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default); configuration from MEDIA_* variables, see the README.
+    Serve,
+    /// Free the storage of expired uploads once and print what was removed.
+    Sweep,
+    /// Upload a file in chunks, with progress; run it again to resume an interrupted upload.
+    Upload {
+        file: PathBuf,
+        /// Base URL of the service.
+        #[arg(long, env = "MEDIA_API_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Bearer token (the server prints a development one at start-up).
+        #[arg(long, env = "TOKEN", hide_env_values = true)]
+        token: String,
+        /// Bytes per chunk (the official client sends 204800).
+        #[arg(long, default_value_t = 204_800)]
+        chunk_size: usize,
+        /// Media type to ask for at completion: image, eimage or doc (default: from the content).
+        #[arg(long = "type")]
+        media_type: Option<String>,
+    },
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -11,12 +51,12 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
-    let config = LocalConfig::from_env(&ProcessEnv).context("invalid configuration")?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("serve") => serve(config).await,
-        Some("sweep") => {
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config()?).await,
+        Command::Sweep => {
+            let config = config()?;
             let app = match &config.backend {
                 Backend::Local => media_local::server::open(&config, "http://unused")?.0,
                 Backend::Aws {
@@ -37,10 +77,45 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Some(other) => anyhow::bail!(
-            "unknown command {other:?}: use `media-local [serve]` or `media-local sweep`"
-        ),
+        Command::Upload {
+            file,
+            url,
+            token,
+            chunk_size,
+            media_type,
+        } => {
+            let opts = UploadOptions {
+                file,
+                api: url,
+                token,
+                chunk_size,
+                media_type,
+                progress: true,
+                max_chunks: None,
+                state_dir: None,
+            };
+            match uploader::upload(&reqwest::Client::new(), &opts).await? {
+                Outcome::Completed {
+                    media,
+                    resumed_from,
+                    ..
+                } => {
+                    if resumed_from > 0 {
+                        eprintln!("resumed at byte {resumed_from}");
+                    }
+                    println!("{}", serde_json::to_string_pretty(&media)?);
+                }
+                Outcome::Interrupted { offset, .. } => {
+                    eprintln!("interrupted at byte {offset}; run again to resume")
+                }
+            }
+            Ok(())
+        }
     }
+}
+
+fn config() -> anyhow::Result<LocalConfig> {
+    LocalConfig::from_env(&ProcessEnv).context("invalid configuration")
 }
 
 async fn serve(config: LocalConfig) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use media_local::config::Backend;
 use media_shared::adapters::local::LocalMeta;
 use media_shared::ports::{MediaStore, UploadStore};
 use serde_json::{json, Value};
@@ -33,10 +34,10 @@ fn run_sweep(dir: &Path) -> Value {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    // The report is the last line; log lines may precede it.
-    let last = stdout.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
-    serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("the last line of stdout is not JSON ({e}): {stdout}"))
+    // Only the report goes to stdout (logs go to stderr), so that `media-local sweep | jq` works.
+    assert_eq!(stdout.lines().count(), 1, "stdout: {stdout}");
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is not the JSON report ({e}): {stdout}"))
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -50,7 +51,13 @@ fn files(dir: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn sweep_command_frees_expired_uploads_and_prints_its_report() {
-    let mut s = TestServer::start_with(|c| c.limits.upload_ttl_secs = 1).await;
+    // The command works on a data directory: always the embedded backend, whatever
+    // MEDIA_TEST_BACKEND says for the HTTP suite.
+    let mut s = TestServer::start_with(|c| {
+        c.limits.upload_ttl_secs = 1;
+        c.backend = Backend::Local;
+    })
+    .await;
     let big = pdf(3_000_000);
     let total = big.len();
     // Half done: three chunks of a 3 MB PDF.
