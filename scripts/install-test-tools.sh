@@ -7,7 +7,8 @@ VENV=.venv-test
 want=(
   "moto[server]==5.1.22" # 5.2.x answers ListParts with an XML root the Rust SDK cannot decode
   "cfn-lint==1.*"
+  "schemathesis==4.*"
 )
-if ! "$VENV/bin/python" -m pip show moto cfn-lint >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -m pip show moto cfn-lint schemathesis >/dev/null 2>&1; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${want[@]}"
 fi

@@ -34,5 +34,8 @@ run_tests() {
 step "tests: unit, adapters, Lambda events, and the HTTP suite on the embedded backend"
 run_tests --workspace
 
+step "fuzzing the API against docs/openapi.yaml (schemathesis)"
+scripts/fuzz-api.sh
+
 step "tests: the same HTTP suite on the AWS backend (S3 + DynamoDB through the SDK, against moto)"
 MEDIA_TEST_BACKEND=aws run_tests -p media-local

@@ -52,12 +52,19 @@ pub async fn route(app: &App, req: Request) -> Response {
         }
         (["", "api", "v2", "media", _], Method::DELETE) => delete::handle(app, req).await,
         (["", "api", "v2", "media", _, "click"], Method::POST) => click::handle(app, req).await,
-        (["", "api", "v2", "media", "upload", "chunk" | "complete"], _)
-        | (["", "api", "v2", "media"], _)
-        | (["", "api", "v2", "media", _], _)
-        | (["", "api", "v2", "media", _, "click"], _) => {
-            response::error(&ApiError::MethodNotAllowed)
-        }
+        (
+            ["", "api", "v2", "media", "upload", "chunk" | "complete"] | ["", "api", "v2", "media"],
+            _,
+        )
+        | (["", "api", "v2", "media", _, "click"], _) => method_not_allowed("POST"),
+        (["", "api", "v2", "media", _], _) => method_not_allowed("GET, PUT, PATCH, DELETE"),
         _ => response::error(&ApiError::NotFound("route")),
     }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut resp = response::error(&ApiError::MethodNotAllowed);
+    resp.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    resp
 }
