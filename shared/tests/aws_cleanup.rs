@@ -1,0 +1,862 @@
+//! Cleanup of expired uploads on AWS (issue 4), against moto on loopback: uploads made through the real
+//! handlers (`routes::route`) with a TTL of a few seconds, left to expire, then freed by the scheduled
+//! sweep and by DynamoDB stream records of TTL deletions (`fixtures/ttl_remove_event.json`, filled with
+//! the real item read from the table, which is deleted first, as TTL does). Checked against the bucket
+//! itself (ListObjectsV2, ListMultipartUploads) and the table (GetItem, Scan), not only the reports.
+//!
+//! ```sh
+//! eval "$(scripts/start-moto.sh)"
+//! cargo test -p media-shared --test aws_cleanup
+//! ```
+//!
+//! The tests that only read the fixture need no moto server.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use bytes::Bytes;
+use md5::Digest;
+use media_shared::adapters::aws::{staging_prefix, AwsClients, AwsConfig};
+use media_shared::api::auth::Caller;
+use media_shared::api::{routes, App};
+use media_shared::cleanup::{self, SweepReport};
+use media_shared::domain::upload::{UploadSession, UploadStatus};
+use media_shared::wiring;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+const USER: &str = "alice";
+const MIB: usize = 1024 * 1024;
+/// What the official client sends.
+const CHUNK: usize = 204_800;
+/// Short enough to wait for, long enough to build one upload through moto before it expires.
+const TTL_SECS: u64 = 3;
+const FIXTURE: &str = include_str!("fixtures/ttl_remove_event.json");
+
+// ---------------------------------------------------------------------------------------------------
+// Environment: a fresh bucket and table per test, the App built the way the Lambda functions build it.
+
+struct Aws {
+    app: App,
+    clients: AwsClients,
+    cfg: AwsConfig,
+}
+
+async fn fresh() -> Aws {
+    assert!(
+        std::env::var_os("MEDIA_TEST_AWS").is_some()
+            && std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "the AWS cleanup tests need a moto server: run them as\n  \
+         eval \"$(scripts/start-moto.sh)\" && cargo test -p media-shared --test aws_cleanup"
+    );
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let bucket = format!("media-cleanup-{}", &tag[..20]);
+    let table = format!("media-cleanup-{tag}");
+    let ttl = TTL_SECS.to_string();
+    let env = [
+        ("MEDIA_BUCKET", bucket.as_str()),
+        ("MEDIA_TABLE", table.as_str()),
+        ("MEDIA_PART_SIZE", "5242880"),
+        ("MEDIA_S3_FORCE_PATH_STYLE", "true"),
+        ("MEDIA_UPLOAD_TTL_SECS", ttl.as_str()),
+    ];
+    let (app, clients, cfg) = wiring::aws_app(&env, true).await.unwrap();
+    assert_eq!(cfg.part_size, 5 * MIB as u64);
+    assert_eq!(app.limits.upload_ttl_secs, TTL_SECS);
+    Aws { app, clients, cfg }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Requests through the real handlers.
+
+fn pdf(len: usize, seed: u8) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut v = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut body = vec![0u8; len - v.len() - 6];
+    rand::rngs::StdRng::seed_from_u64(seed.into()).fill_bytes(&mut body);
+    v.extend(body);
+    v.extend_from_slice(b"%%EOF\n");
+    v
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    hex::encode(md5::Md5::digest(data))
+}
+
+fn request(method: &str, path: &str, content_type: &str, body: Vec<u8>) -> http::Request<Bytes> {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type)
+        .body(Bytes::from(body))
+        .unwrap();
+    req.extensions_mut().insert(Caller::User(USER.into()));
+    req
+}
+
+async fn call(app: &App, req: http::Request<Bytes>) -> (u16, Value) {
+    let resp = routes::route(app, req).await;
+    let status = resp.status().as_u16();
+    let body = resp.into_body();
+    if body.is_empty() {
+        return (status, Value::Null);
+    }
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// One chunk as the official client sends it: `upload_id` first, then the file part `image`.
+async fn chunk(
+    app: &App,
+    id: Option<&str>,
+    data: &[u8],
+    start: usize,
+    total: usize,
+) -> (u16, Value) {
+    let boundary = format!("----cleanup{}", uuid::Uuid::new_v4().simple());
+    let mut body = Vec::with_capacity(data.len() + 512);
+    if let Some(id) = id {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"upload_id\"\r\n\r\n{id}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"doc.pdf\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut req = request(
+        "POST",
+        "/api/v2/media/upload/chunk/",
+        &format!("multipart/form-data; boundary={boundary}"),
+        body,
+    );
+    let range = format!("bytes {}-{}/{}", start, start + data.len() - 1, total);
+    req.headers_mut()
+        .insert("content-range", range.parse().unwrap());
+    call(app, req).await
+}
+
+/// Sends `data` in chunks of the given sizes (the last size repeats) until at least `upto` bytes are
+/// in; returns the upload id.
+async fn upload(app: &App, data: &[u8], sizes: &[usize], upto: usize) -> String {
+    let mut id: Option<String> = None;
+    let (mut offset, mut i) = (0, 0);
+    while offset < upto {
+        let len = sizes[i.min(sizes.len() - 1)].min(data.len() - offset);
+        let (status, body) = chunk(
+            app,
+            id.as_deref(),
+            &data[offset..offset + len],
+            offset,
+            data.len(),
+        )
+        .await;
+        assert_eq!(status, 201, "chunk at {offset}: {body}");
+        offset += len;
+        assert_eq!(body["offset"], offset as u64, "{body}");
+        id = Some(body["upload_id"].as_str().unwrap().to_string());
+        i += 1;
+    }
+    id.unwrap()
+}
+
+async fn complete(app: &App, id: &str, md5: &str) -> (u16, Value) {
+    let body = format!("upload_id={id}&md5={md5}").into_bytes();
+    let req = request(
+        "POST",
+        "/api/v2/media/upload/complete/",
+        "application/x-www-form-urlencoded",
+        body,
+    );
+    call(app, req).await
+}
+
+async fn get_media(app: &App, id: u64) -> (u16, Value) {
+    call(
+        app,
+        request("GET", &format!("/api/v2/media/{id}/"), "", Vec::new()),
+    )
+    .await
+}
+
+/// The same App with uploads that live an hour.
+fn long_lived(app: &App) -> App {
+    let mut long = app.clone();
+    long.limits.upload_ttl_secs = 3600;
+    long
+}
+
+async fn session(app: &App, id: &str) -> UploadSession {
+    app.uploads
+        .get_upload(id)
+        .await
+        .unwrap()
+        .expect("the session exists")
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Storage as it really is.
+
+async fn keys(aws: &Aws, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = aws
+            .clients
+            .s3
+            .list_objects_v2()
+            .bucket(&aws.cfg.bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .unwrap();
+        out.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(String::from)),
+        );
+        match page.next_continuation_token {
+            Some(t) if page.is_truncated == Some(true) => token = Some(t),
+            _ => return out,
+        }
+    }
+}
+
+/// Every multipart upload in progress in the bucket, as (key, upload id).
+async fn multipart_uploads(aws: &Aws) -> Vec<(String, String)> {
+    let out = aws
+        .clients
+        .s3
+        .list_multipart_uploads()
+        .bucket(&aws.cfg.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(out.is_truncated(), Some(true), "more uploads than one page");
+    out.uploads()
+        .iter()
+        .map(|u| {
+            (
+                u.key().unwrap_or_default().to_string(),
+                u.upload_id().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+async fn raw_item(aws: &Aws, pk: &str) -> Option<Item> {
+    aws.clients
+        .dynamodb
+        .get_item()
+        .table_name(&aws.cfg.table)
+        .key("pk", AttributeValue::S(pk.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+/// (pk, version) of every item in the table.
+async fn table_items(aws: &Aws) -> BTreeSet<(String, Option<String>)> {
+    let mut out = BTreeSet::new();
+    let mut start = None;
+    loop {
+        let page = aws
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(&aws.cfg.table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            out.insert((
+                item["pk"].as_s().unwrap().clone(),
+                item.get("version").map(|v| v.as_n().unwrap().clone()),
+            ));
+        }
+        match page.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return out,
+        }
+    }
+}
+
+/// Everything that cleanup could change: objects, multipart uploads, table items.
+type Snapshot = (
+    Vec<String>,
+    Vec<(String, String)>,
+    BTreeSet<(String, Option<String>)>,
+);
+
+async fn snapshot(aws: &Aws) -> Snapshot {
+    let mut k = keys(aws, "").await;
+    k.sort();
+    let mut m = multipart_uploads(aws).await;
+    m.sort();
+    (k, m, table_items(aws).await)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// DynamoDB stream records.
+
+/// An SDK item as DynamoDB JSON, the way stream records carry images.
+fn ddb_json(item: &Item) -> Value {
+    Value::Object(
+        item.iter()
+            .map(|(k, v)| (k.clone(), attr_json(v)))
+            .collect(),
+    )
+}
+
+fn attr_json(v: &AttributeValue) -> Value {
+    match v {
+        AttributeValue::S(s) => json!({ "S": s }),
+        AttributeValue::N(n) => json!({ "N": n }),
+        AttributeValue::Bool(b) => json!({ "BOOL": b }),
+        AttributeValue::Null(b) => json!({ "NULL": b }),
+        AttributeValue::Ss(v) => json!({ "SS": v }),
+        AttributeValue::Ns(v) => json!({ "NS": v }),
+        AttributeValue::L(l) => json!({ "L": l.iter().map(attr_json).collect::<Vec<_>>() }),
+        AttributeValue::M(m) => json!({ "M": ddb_json(m) }),
+        other => panic!("no DynamoDB JSON for {other:?} in these tests"),
+    }
+}
+
+fn fixture() -> Value {
+    serde_json::from_str(FIXTURE).unwrap()
+}
+
+/// The fixture's record with this item as its key and old image.
+fn record_for(aws: Option<&Aws>, old_image: Value, seq: u64) -> Value {
+    let mut r = fixture()["Records"][0].clone();
+    r["eventID"] = json!(uuid::Uuid::new_v4().simple().to_string());
+    r["dynamodb"]["Keys"] = json!({ "pk": old_image["pk"].clone() });
+    r["dynamodb"]["SizeBytes"] = json!(old_image.to_string().len());
+    r["dynamodb"]["OldImage"] = old_image;
+    r["dynamodb"]["SequenceNumber"] = json!(format!(
+        "{:028}",
+        4_421_584_500_000_000_000_000_000u128 + seq as u128
+    ));
+    r["dynamodb"]["ApproximateCreationDateTime"] =
+        json!(OffsetDateTime::now_utc().unix_timestamp());
+    if let Some(aws) = aws {
+        r["eventSourceARN"] = json!(format!(
+            "arn:aws:dynamodb:us-east-1:123456789012:table/{}/stream/2026-01-01T00:00:00.000",
+            aws.cfg.table
+        ));
+    }
+    r
+}
+
+/// What TTL does to an expired session: reads nothing, deletes the item, and the stream carries its
+/// old image. Returns that image.
+async fn delete_as_ttl(aws: &Aws, upload_id: &str) -> Value {
+    let pk = format!("upload#{upload_id}");
+    let item = raw_item(aws, &pk).await.expect("the session item exists");
+    aws.clients
+        .dynamodb
+        .delete_item()
+        .table_name(&aws.cfg.table)
+        .key("pk", AttributeValue::S(pk.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert!(raw_item(aws, &pk).await.is_none());
+    ddb_json(&item)
+}
+
+fn event(records: Vec<Value>) -> Value {
+    json!({ "Records": records })
+}
+
+fn no_failures(answer: &Value) {
+    assert_eq!(answer, &json!({ "batchItemFailures": [] }), "{answer}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The five kinds of upload, made through the handlers.
+
+struct Uploads {
+    /// One chunk holding the whole small file: written by PutObject at its object key, never completed.
+    fresh: String,
+    /// Five 204800-byte chunks of a 12 MiB PDF: staged objects, below one part.
+    staged: String,
+    /// 8 MiB of a 12 MiB PDF merged into part 1 of an open multipart upload, plus one staged chunk.
+    multipart: String,
+    /// Completed: the media's object and record must survive.
+    completed: String,
+    media_id: u64,
+    media_md5: String,
+    /// Completed with a wrong md5.
+    failed: String,
+}
+
+impl Uploads {
+    fn unfinished(&self) -> [&str; 4] {
+        [&self.fresh, &self.staged, &self.multipart, &self.failed]
+    }
+
+    fn all(&self) -> [&str; 5] {
+        [
+            &self.fresh,
+            &self.staged,
+            &self.multipart,
+            &self.completed,
+            &self.failed,
+        ]
+    }
+}
+
+async fn make_uploads(aws: &Aws, seed: u8) -> Uploads {
+    let app = &aws.app;
+    let small = pdf(150_000, seed);
+    let fresh = upload(app, &small, &[small.len()], small.len()).await;
+    let s = session(app, &fresh).await;
+    assert_eq!(
+        keys(aws, &s.object_key()).await,
+        vec![s.object_key()],
+        "one PutObject at the last chunk"
+    );
+
+    let big = pdf(12 * MIB, seed + 1);
+    let staged = upload(app, &big, &[CHUNK], 5 * CHUNK).await;
+    let s = session(app, &staged).await;
+    assert_eq!(s.staging.staged.len(), 5);
+    assert!(s.staging.multipart_upload_id.is_none());
+    assert_eq!(keys(aws, &staging_prefix(&staged)).await.len(), 5);
+
+    let big = pdf(12 * MIB, seed + 2);
+    let multipart = upload(app, &big, &[4 * MIB, 4 * MIB, CHUNK], 8 * MIB + CHUNK).await;
+    let s = session(app, &multipart).await;
+    assert_eq!(s.staging.parts.len(), 1, "{:?}", s.staging);
+    assert_eq!(s.staging.staged.len(), 1, "{:?}", s.staging);
+    let mpu = s
+        .staging
+        .multipart_upload_id
+        .clone()
+        .expect("a multipart upload is open");
+    assert!(multipart_uploads(aws)
+        .await
+        .contains(&(s.object_key(), mpu)));
+    assert_eq!(keys(aws, &staging_prefix(&multipart)).await.len(), 1);
+
+    let doc = pdf(300_000, seed + 3);
+    let completed = upload(app, &doc, &[CHUNK], doc.len()).await;
+    let (status, media) = complete(app, &completed, &md5_hex(&doc)).await;
+    assert_eq!(status, 201, "{media}");
+    let media_id = media["id"].as_u64().unwrap();
+
+    let doc2 = pdf(300_000, seed + 4);
+    let failed = upload(app, &doc2, &[CHUNK], doc2.len()).await;
+    let (status, body) = complete(app, &failed, &md5_hex(b"something else")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["code"], "md5_mismatch", "{body}");
+    assert!(matches!(
+        session(app, &failed).await.status,
+        UploadStatus::Failed { .. }
+    ));
+
+    Uploads {
+        fresh,
+        staged,
+        multipart,
+        completed,
+        media_id,
+        media_md5: md5_hex(&doc),
+        failed,
+    }
+}
+
+/// Sleeps until every listed session is past its `expires` by the API's own clock.
+async fn wait_until_expired(aws: &Aws, ids: &[&str]) {
+    let mut last = 0;
+    for id in ids {
+        last = last.max(session(&aws.app, id).await.expires_at_ms);
+    }
+    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let wait = (last - now_ms).max(0) as u64 + 300;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    // Expired for the API too: no more chunks.
+    let s = session(&aws.app, ids[0]).await;
+    assert!(s.is_expired(OffsetDateTime::now_utc()));
+}
+
+/// Nothing of these uploads is left anywhere: no multipart upload, no staged object, no object at
+/// their key, no session item.
+async fn assert_freed(aws: &Aws, keys_by_id: &HashMap<String, String>, ids: &[&str]) {
+    let mpus = multipart_uploads(aws).await;
+    for id in ids {
+        let key = &keys_by_id[*id];
+        assert!(
+            !mpus.iter().any(|(k, _)| k == key),
+            "multipart upload left for {id}: {mpus:?}"
+        );
+        assert_eq!(
+            keys(aws, &staging_prefix(id)).await,
+            Vec::<String>::new(),
+            "staged chunks of {id}"
+        );
+        assert_eq!(
+            keys(aws, key).await,
+            Vec::<String>::new(),
+            "object left at {key}"
+        );
+        assert!(
+            raw_item(aws, &format!("upload#{id}")).await.is_none(),
+            "session {id} left"
+        );
+    }
+}
+
+/// The completed media is intact: its record through the handler, its bytes through its URL.
+async fn assert_media_intact(aws: &Aws, u: &Uploads, key: &str) {
+    let (status, media) = get_media(&aws.app, u.media_id).await;
+    assert_eq!(status, 200, "{media}");
+    let url = media["url"].as_str().expect("a document has a url");
+    let resp = reqwest::get(url).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let bytes = resp.bytes().await.unwrap();
+    assert_eq!(md5_hex(&bytes), u.media_md5);
+    assert_eq!(keys(aws, key).await, vec![key.to_string()]);
+    assert!(raw_item(aws, &format!("media#{}", u.media_id))
+        .await
+        .is_some());
+}
+
+async fn object_keys(aws: &Aws, u: &Uploads) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for id in u.all() {
+        out.insert(id.to_string(), session(&aws.app, id).await.object_key());
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Tests.
+
+/// Two sets of the five kinds: one freed by the sweep, one by TTL REMOVE records on the stream; then
+/// both paths again, which must change nothing.
+#[tokio::test]
+async fn sweep_and_ttl_stream_free_expired_uploads_and_keep_media() {
+    let aws = fresh().await;
+    let swept = make_uploads(&aws, 10).await;
+    let streamed = make_uploads(&aws, 20).await;
+    let mut object_key = object_keys(&aws, &swept).await;
+    object_key.extend(object_keys(&aws, &streamed).await);
+    wait_until_expired(&aws, &[&streamed.failed, &swept.failed]).await;
+
+    // The API itself refuses expired uploads.
+    let (status, body) = chunk(
+        &aws.app,
+        Some(&streamed.staged),
+        &[0u8; 10],
+        5 * CHUNK,
+        12 * MIB,
+    )
+    .await;
+    assert_eq!(status, 410, "{body}");
+
+    // TTL removes the stream set's items; the stream carries their old images.
+    let mut records = Vec::new();
+    for (i, id) in streamed.all().into_iter().enumerate() {
+        let old = delete_as_ttl(&aws, id).await;
+        assert_eq!(old["pk"]["S"], format!("upload#{id}"));
+        records.push(record_for(Some(&aws), old, i as u64));
+    }
+    let ttl_event = event(records);
+
+    // The sweep frees what it finds in the table: the swept set only.
+    let report = cleanup::sweep(&aws.app, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        SweepReport {
+            released: 4,
+            sessions_removed: 5,
+            skipped: 0
+        }
+    );
+    assert_freed(&aws, &object_key, &swept.unfinished()).await;
+    assert!(raw_item(&aws, &format!("upload#{}", swept.completed))
+        .await
+        .is_none());
+    assert_media_intact(&aws, &swept, &object_key[&swept.completed]).await;
+
+    // The stream set still holds its bytes: only the stream records can free them.
+    assert_eq!(keys(&aws, &staging_prefix(&streamed.staged)).await.len(), 5);
+    assert_eq!(
+        keys(&aws, &staging_prefix(&streamed.multipart)).await.len(),
+        1
+    );
+    assert!(multipart_uploads(&aws)
+        .await
+        .iter()
+        .any(|(k, _)| *k == object_key[&streamed.multipart]));
+    assert_eq!(keys(&aws, &object_key[&streamed.fresh]).await.len(), 1);
+
+    let answer = cleanup::handle_event(&aws.app, &ttl_event, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    no_failures(&answer);
+    assert_freed(&aws, &object_key, &streamed.unfinished()).await;
+    assert_media_intact(&aws, &streamed, &object_key[&streamed.completed]).await;
+    assert_media_intact(&aws, &swept, &object_key[&swept.completed]).await;
+    assert_eq!(
+        multipart_uploads(&aws).await,
+        vec![],
+        "no multipart upload left in the bucket"
+    );
+    assert_eq!(keys(&aws, "staging/").await, Vec::<String>::new());
+
+    // Again: nothing left to do, nothing else deleted.
+    let before = snapshot(&aws).await;
+    assert_eq!(
+        before.0.len(),
+        2,
+        "only the two media objects remain: {:?}",
+        before.0
+    );
+    let report = cleanup::sweep(&aws.app, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(report, SweepReport::default());
+    let answer = cleanup::handle_event(&aws.app, &ttl_event, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    no_failures(&answer);
+    assert_eq!(snapshot(&aws).await, before);
+    assert_media_intact(&aws, &streamed, &object_key[&streamed.completed]).await;
+}
+
+/// Only TTL removals of upload sessions are acted on: a user's delete, inserts, updates and other
+/// items leave every byte where it is.
+#[tokio::test]
+async fn stream_records_other_than_ttl_removals_of_sessions_are_ignored() {
+    let aws = fresh().await;
+    let big = pdf(12 * MIB, 30);
+    let deleted_by_user = upload(&aws.app, &big, &[CHUNK], 3 * CHUNK).await;
+    let modified = upload(&aws.app, &big, &[4 * MIB, 4 * MIB, CHUNK], 8 * MIB + CHUNK).await;
+    let doc = pdf(100_000, 31);
+    let done = upload(&aws.app, &doc, &[CHUNK], doc.len()).await;
+    let (status, media) = complete(&aws.app, &done, &md5_hex(&doc)).await;
+    assert_eq!(status, 201, "{media}");
+    let media_id = media["id"].as_u64().unwrap();
+    wait_until_expired(&aws, &[&deleted_by_user, &modified, &done]).await;
+
+    // A REMOVE by a user (or by the sweep itself): no userIdentity.
+    let old = delete_as_ttl(&aws, &deleted_by_user).await;
+    let mut user_remove = record_for(Some(&aws), old, 1);
+    user_remove.as_object_mut().unwrap().remove("userIdentity");
+    // MODIFY and INSERT of a live item, even by the TTL principal.
+    let item = ddb_json(&raw_item(&aws, &format!("upload#{modified}")).await.unwrap());
+    let mut modify = record_for(Some(&aws), item.clone(), 2);
+    modify["eventName"] = json!("MODIFY");
+    let mut insert = record_for(Some(&aws), item, 3);
+    insert["eventName"] = json!("INSERT");
+    insert["dynamodb"]
+        .as_object_mut()
+        .unwrap()
+        .remove("OldImage");
+    // A media item removed by TTL.
+    let media_item = ddb_json(&raw_item(&aws, &format!("media#{media_id}")).await.unwrap());
+    let media_remove = record_for(Some(&aws), media_item, 4);
+
+    let before = snapshot(&aws).await;
+    assert_eq!(
+        before.1.len(),
+        1,
+        "the modified upload's multipart upload: {:?}",
+        before.1
+    );
+    assert_eq!(keys(&aws, &staging_prefix(&deleted_by_user)).await.len(), 3);
+    let answer = cleanup::handle_event(
+        &aws.app,
+        &event(vec![user_remove, modify, insert, media_remove]),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    no_failures(&answer);
+    assert_eq!(
+        snapshot(&aws).await,
+        before,
+        "an ignored record changed storage"
+    );
+    assert_eq!(get_media(&aws.app, media_id).await.0, 200);
+
+    // The fixture as it is: a TTL removal of an upload this bucket never had. Nothing to free, nothing
+    // to fail on, nothing else touched.
+    let answer = cleanup::handle_event(&aws.app, &fixture(), OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    no_failures(&answer);
+    assert_eq!(snapshot(&aws).await, before);
+}
+
+/// The EventBridge schedule's event runs the sweep and answers with its report.
+#[tokio::test]
+async fn schedule_event_runs_the_sweep() {
+    let aws = fresh().await;
+    let big = pdf(12 * MIB, 40);
+    let staged = upload(&aws.app, &big, &[CHUNK], 4 * CHUNK).await;
+    let multipart = upload(&aws.app, &big, &[4 * MIB, 2 * MIB], 6 * MIB).await;
+    let keys_by_id: HashMap<String, String> = [&staged, &multipart]
+        .into_iter()
+        .map(|id| (id.clone(), format!("media/{id}.pdf")))
+        .collect();
+    assert_eq!(multipart_uploads(&aws).await.len(), 1);
+    wait_until_expired(&aws, &[&staged, &multipart]).await;
+
+    let schedule = json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-01-01T00:15:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/media-CleanupFunctionSweep"],
+        "detail": {}
+    });
+    let answer = cleanup::handle_event(&aws.app, &schedule, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        json!({"released": 2, "sessions_removed": 2, "skipped": 0})
+    );
+    assert_freed(&aws, &keys_by_id, &[&staged, &multipart]).await;
+    let answer = cleanup::handle_event(&aws.app, &schedule, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        json!({"released": 0, "sessions_removed": 0, "skipped": 0})
+    );
+}
+
+/// Two sweeps at once (two scheduled invocations overlapping) both succeed and leave nothing behind.
+#[tokio::test]
+async fn concurrent_sweeps_are_safe() {
+    let aws = fresh().await;
+    let u = make_uploads(&aws, 50).await;
+    let object_key = object_keys(&aws, &u).await;
+    wait_until_expired(&aws, &[&u.failed]).await;
+    // A live upload (an hour to go) next to the expired ones.
+    let long = long_lived(&aws.app);
+    let big = pdf(12 * MIB, 57);
+    let live = upload(&long, &big, &[CHUNK], 2 * CHUNK).await;
+
+    let now = OffsetDateTime::now_utc();
+    let (a, b) = tokio::join!(cleanup::sweep(&aws.app, now), cleanup::sweep(&aws.app, now));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // Each session is removed by at least one of them; a sweep that finds a session already gone
+    // counts it too (the delete is conditional on "absent or this version"), so at most twice.
+    let removed = a.sessions_removed + b.sessions_removed;
+    assert!((5..=10).contains(&removed), "{a:?} {b:?}");
+    assert!(
+        a.released <= 4 && b.released <= 4 && a.released + b.released >= 4,
+        "{a:?} {b:?}"
+    );
+    assert_eq!(a.skipped + b.skipped, 0, "{a:?} {b:?}");
+    eprintln!("concurrent sweeps: {a:?} {b:?}");
+
+    assert_freed(&aws, &object_key, &u.unfinished()).await;
+    assert_media_intact(&aws, &u, &object_key[&u.completed]).await;
+    // The live upload is untouched and can go on.
+    assert_eq!(keys(&aws, &staging_prefix(&live)).await.len(), 2);
+    let s = session(&aws.app, &live).await;
+    assert_eq!(s.offset, 2 * CHUNK as u64);
+    let (status, body) = chunk(
+        &long,
+        Some(&live),
+        &big[2 * CHUNK..3 * CHUNK],
+        2 * CHUNK,
+        big.len(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        cleanup::sweep(&aws.app, OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        SweepReport::default()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The fixture itself (no moto needed).
+
+#[test]
+fn fixture_has_the_shape_of_a_ttl_removal() {
+    let f = fixture();
+    let records = f["Records"].as_array().unwrap();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r["eventName"], "REMOVE");
+    assert_eq!(r["eventVersion"], "1.1");
+    assert_eq!(r["eventSource"], "aws:dynamodb");
+    assert_eq!(
+        r["userIdentity"],
+        json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
+    );
+    assert_eq!(r["dynamodb"]["StreamViewType"], "OLD_IMAGE");
+    assert!(r["dynamodb"]["SequenceNumber"].is_string());
+    assert!(r["dynamodb"]["ApproximateCreationDateTime"].is_number());
+    assert!(r["eventSourceARN"].as_str().unwrap().contains(":table/"));
+    assert_eq!(r["dynamodb"]["Keys"]["pk"], r["dynamodb"]["OldImage"]["pk"]);
+
+    // Its old image is a real session item: the cleanup reads it as one.
+    let session = cleanup::ttl_removed_session(r)
+        .unwrap()
+        .expect("a TTL removal of a session");
+    assert_eq!(
+        format!("upload#{}", session.id),
+        r["dynamodb"]["Keys"]["pk"]["S"].as_str().unwrap()
+    );
+    assert_eq!(
+        r["dynamodb"]["OldImage"]["version"]["N"],
+        session.version.to_string()
+    );
+}
+
+#[test]
+fn only_ttl_removals_of_sessions_are_read_as_sessions() {
+    let r = fixture()["Records"][0].clone();
+    let read = |r: &Value| cleanup::ttl_removed_session(r).unwrap();
+    assert!(read(&r).is_some());
+
+    let mut user = r.clone();
+    user.as_object_mut().unwrap().remove("userIdentity");
+    assert!(read(&user).is_none(), "a user's delete");
+    let mut other = r.clone();
+    other["userIdentity"]["principalId"] = json!("AROAEXAMPLE:someone");
+    assert!(read(&other).is_none(), "another principal");
+    for name in ["INSERT", "MODIFY"] {
+        let mut x = r.clone();
+        x["eventName"] = json!(name);
+        assert!(read(&x).is_none(), "{name}");
+    }
+    let mut media = r.clone();
+    media["dynamodb"]["OldImage"]["pk"] = json!({"S": "media#17"});
+    assert!(read(&media).is_none(), "a media item");
+
+    // A TTL removal without its old image cannot be acted on: an error, logged, not retried.
+    let mut bare = r.clone();
+    bare["dynamodb"].as_object_mut().unwrap().remove("OldImage");
+    assert!(cleanup::ttl_removed_session(&bare).is_err());
+}
