@@ -1,0 +1,363 @@
+//! Cleanup of expired uploads on the local backend (issue 4): uploads made through the real handlers
+//! (`routes::route`) over `LocalMeta` + `LocalBlobs` in a temporary directory, with a TTL of one second,
+//! then freed by `cleanup::sweep`. Checked against the files on disk and the database, not only the
+//! report.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use md5::Digest;
+use media_shared::adapters::local::{LocalBlobs, LocalMeta};
+use media_shared::api::auth::Caller;
+use media_shared::api::{routes, App};
+use media_shared::cleanup::{self, SweepReport};
+use media_shared::domain::upload::UploadStatus;
+use media_shared::domain::Limits;
+use media_shared::ports::UploadStore;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+const USER: &str = "alice";
+const CHUNK: usize = 204_800;
+const FILES_URL: &str = "http://127.0.0.1:9/files";
+
+struct Local {
+    app: App,
+    meta: LocalMeta,
+    blobs: Arc<LocalBlobs>,
+    dir: tempfile::TempDir,
+}
+
+/// The App the way `media_local::server::open` builds it, with a one-second upload TTL.
+fn fresh() -> Local {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = LocalMeta::open(&dir.path().join("media.redb")).unwrap();
+    let blobs = Arc::new(LocalBlobs::new(dir.path(), FILES_URL).unwrap());
+    let app = App {
+        limits: Limits {
+            upload_ttl_secs: 1,
+            ..Limits::default()
+        },
+        uploads: Arc::new(meta.clone()),
+        media: Arc::new(meta.clone()),
+        blobs: blobs.clone(),
+    };
+    Local {
+        app,
+        meta,
+        blobs,
+        dir,
+    }
+}
+
+fn pdf(len: usize, seed: u8) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut v = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut body = vec![0u8; len - v.len() - 6];
+    rand::rngs::StdRng::seed_from_u64(seed.into()).fill_bytes(&mut body);
+    v.extend(body);
+    v.extend_from_slice(b"%%EOF\n");
+    v
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    hex::encode(md5::Md5::digest(data))
+}
+
+fn request(method: &str, path: &str, content_type: &str, body: Vec<u8>) -> http::Request<Bytes> {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type)
+        .body(Bytes::from(body))
+        .unwrap();
+    req.extensions_mut().insert(Caller::User(USER.into()));
+    req
+}
+
+async fn call(app: &App, req: http::Request<Bytes>) -> (u16, Value) {
+    let resp = routes::route(app, req).await;
+    let status = resp.status().as_u16();
+    let body = resp.into_body();
+    if body.is_empty() {
+        return (status, Value::Null);
+    }
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// One chunk as the official client sends it: `upload_id` first, then the file part `image`.
+async fn chunk(
+    app: &App,
+    id: Option<&str>,
+    data: &[u8],
+    start: usize,
+    total: usize,
+) -> (u16, Value) {
+    let boundary = format!("----cleanup{}", uuid::Uuid::new_v4().simple());
+    let mut body = Vec::with_capacity(data.len() + 512);
+    if let Some(id) = id {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"upload_id\"\r\n\r\n{id}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"doc.pdf\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut req = request(
+        "POST",
+        "/api/v2/media/upload/chunk/",
+        &format!("multipart/form-data; boundary={boundary}"),
+        body,
+    );
+    let range = format!("bytes {}-{}/{}", start, start + data.len() - 1, total);
+    req.headers_mut()
+        .insert("content-range", range.parse().unwrap());
+    call(app, req).await
+}
+
+/// Sends `data` in chunks of `size` until at least `upto` bytes are in; returns the upload id.
+async fn upload(app: &App, data: &[u8], size: usize, upto: usize) -> String {
+    let mut id: Option<String> = None;
+    let mut offset = 0;
+    while offset < upto {
+        let len = size.min(data.len() - offset);
+        let (status, body) = chunk(
+            app,
+            id.as_deref(),
+            &data[offset..offset + len],
+            offset,
+            data.len(),
+        )
+        .await;
+        assert_eq!(status, 201, "chunk at {offset}: {body}");
+        offset += len;
+        id = Some(body["upload_id"].as_str().unwrap().to_string());
+    }
+    id.unwrap()
+}
+
+async fn complete(app: &App, id: &str, md5: &str) -> (u16, Value) {
+    let body = format!("upload_id={id}&md5={md5}").into_bytes();
+    let req = request(
+        "POST",
+        "/api/v2/media/upload/complete/",
+        "application/x-www-form-urlencoded",
+        body,
+    );
+    call(app, req).await
+}
+
+async fn get_media(app: &App, id: u64) -> (u16, Value) {
+    call(
+        app,
+        request("GET", &format!("/api/v2/media/{id}/"), "", Vec::new()),
+    )
+    .await
+}
+
+/// Every file under `dir`, relative to it, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+struct Uploads {
+    fresh: String,
+    half: String,
+    completed: String,
+    media_id: u64,
+    media_md5: String,
+    failed: String,
+}
+
+async fn make_uploads(l: &Local, seed: u8) -> Uploads {
+    let app = &l.app;
+    let small = pdf(150_000, seed);
+    let fresh = upload(app, &small, small.len(), small.len()).await;
+    let big = pdf(12 * 1024 * 1024, seed + 1);
+    let half = upload(app, &big, CHUNK, 5 * CHUNK).await;
+    let doc = pdf(300_000, seed + 2);
+    let completed = upload(app, &doc, CHUNK, doc.len()).await;
+    let (status, media) = complete(app, &completed, &md5_hex(&doc)).await;
+    assert_eq!(status, 201, "{media}");
+    let failed = upload(app, &pdf(300_000, seed + 3), CHUNK, 300_000).await;
+    let (status, body) = complete(app, &failed, &md5_hex(b"not it")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["code"], "md5_mismatch", "{body}");
+    for id in [&fresh, &half] {
+        assert!(l.blobs.has_partial(id), "{id} holds bytes");
+    }
+    Uploads {
+        fresh,
+        half,
+        completed,
+        media_id: media["id"].as_u64().unwrap(),
+        media_md5: md5_hex(&doc),
+        failed,
+    }
+}
+
+async fn wait_until_expired(l: &Local, id: &str) {
+    let s = l.app.uploads.get_upload(id).await.unwrap().unwrap();
+    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    tokio::time::sleep(Duration::from_millis(
+        (s.expires_at_ms - now_ms).max(0) as u64 + 200,
+    ))
+    .await;
+}
+
+async fn assert_media_intact(l: &Local, u: &Uploads) {
+    let (status, media) = get_media(&l.app, u.media_id).await;
+    assert_eq!(status, 200, "{media}");
+    let url = media["url"].as_str().unwrap();
+    let key = url.strip_prefix(&format!("{FILES_URL}/")).unwrap();
+    let bytes = std::fs::read(l.blobs.objects_dir().join(key)).unwrap();
+    assert_eq!(md5_hex(&bytes), u.media_md5);
+}
+
+async fn assert_freed(l: &Local, u: &Uploads) {
+    for id in [&u.fresh, &u.half, &u.failed, &u.completed] {
+        assert!(!l.blobs.has_partial(id), "{id} still holds bytes");
+        assert!(
+            l.meta.get_upload(id).await.unwrap().is_none(),
+            "session {id} left"
+        );
+    }
+    assert_eq!(
+        files(&l.dir.path().join("partial")),
+        Vec::<String>::new(),
+        "partial files left"
+    );
+}
+
+#[tokio::test]
+async fn sweep_frees_expired_uploads_and_keeps_media() {
+    let l = fresh();
+    let u = make_uploads(&l, 1).await;
+    let failed = l.app.uploads.get_upload(&u.failed).await.unwrap().unwrap();
+    assert!(matches!(failed.status, UploadStatus::Failed { .. }));
+    // The failed upload's bytes were released when it failed.
+    assert!(!l.blobs.has_partial(&u.failed));
+    wait_until_expired(&l, &u.failed).await;
+
+    let report = cleanup::sweep(&l.app, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        SweepReport {
+            released: 3,
+            sessions_removed: 4,
+            skipped: 0
+        }
+    );
+    assert_freed(&l, &u).await;
+    assert_media_intact(&l, &u).await;
+    let objects = files(&l.blobs.objects_dir());
+    assert_eq!(objects.len(), 1, "only the media's object: {objects:?}");
+
+    // Again: nothing to do, nothing else deleted.
+    let before = files(l.dir.path());
+    let report = cleanup::sweep(&l.app, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(report, SweepReport::default());
+    assert_eq!(files(l.dir.path()), before);
+    assert_media_intact(&l, &u).await;
+}
+
+#[tokio::test]
+async fn live_uploads_survive_the_sweep() {
+    let l = fresh();
+    let u = make_uploads(&l, 10).await;
+    wait_until_expired(&l, &u.failed).await;
+    let mut long = l.app.clone();
+    long.limits.upload_ttl_secs = 3600;
+    let big = pdf(2_000_000, 20);
+    let live = upload(&long, &big, CHUNK, 2 * CHUNK).await;
+    let report = cleanup::sweep(&l.app, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(report.sessions_removed, 4);
+    assert!(l.blobs.has_partial(&live));
+    let (status, body) = chunk(
+        &long,
+        Some(&live),
+        &big[2 * CHUNK..3 * CHUNK],
+        2 * CHUNK,
+        big.len(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn concurrent_sweeps_are_safe() {
+    let l = fresh();
+    let u = make_uploads(&l, 30).await;
+    wait_until_expired(&l, &u.failed).await;
+    let now = OffsetDateTime::now_utc();
+    let (a, b) = tokio::join!(cleanup::sweep(&l.app, now), cleanup::sweep(&l.app, now));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    eprintln!("concurrent sweeps: {a:?} {b:?}");
+    // Each session is removed by one of them; one that finds a session already gone (local: Ok(()))
+    // counts it as well.
+    let removed = a.sessions_removed + b.sessions_removed;
+    assert!((4..=8).contains(&removed), "{a:?} {b:?}");
+    assert_eq!(a.skipped + b.skipped, 0, "{a:?} {b:?}");
+    assert_freed(&l, &u).await;
+    assert_media_intact(&l, &u).await;
+}
+
+/// One session whose bytes cannot be freed (here: its partial file is a directory, so removing it
+/// fails; on S3 e.g. an object DeleteObjects refuses) must not keep every other expired upload from
+/// being cleaned. Today `sweep` returns at the first error (`clean(..).await?`), and as sessions are
+/// listed in a stable order the same poisoned session stops every later sweep too.
+#[tokio::test]
+#[ignore = "product bug reported for issue 4: one failing session aborts the whole sweep"]
+async fn one_failing_session_does_not_stop_the_sweep() {
+    let l = fresh();
+    let big = pdf(2_000_000, 40);
+    let mut ids = [
+        upload(&l.app, &big, CHUNK, CHUNK).await,
+        upload(&l.app, &big, CHUNK, CHUNK).await,
+    ];
+    ids.sort();
+    // The first one in listing order is the poisoned one.
+    let partial = l.dir.path().join("partial").join(&ids[0]);
+    std::fs::remove_file(&partial).unwrap();
+    std::fs::create_dir(&partial).unwrap();
+    wait_until_expired(&l, &ids[1]).await;
+
+    let result = cleanup::sweep(&l.app, OffsetDateTime::now_utc()).await;
+    assert!(
+        !l.blobs.has_partial(&ids[1]),
+        "the healthy upload was not freed; sweep returned {result:?}"
+    );
+    assert!(l.meta.get_upload(&ids[1]).await.unwrap().is_none());
+    // The poisoned one stays for a later sweep.
+    assert!(l.meta.get_upload(&ids[0]).await.unwrap().is_some());
+}
