@@ -1,0 +1,622 @@
+//! The Lambda glue fed with API Gateway HTTP API (payload format 2.0) events, shaped like the ones API
+//! Gateway sends behind the JWT authorizer (`fixtures/apigw/*.json`): each event goes through
+//! `lambda::into_api_request` -> `routes::dispatch` -> `lambda::into_lambda_response`, the way a
+//! function binary handles it, on S3 + DynamoDB served by moto. Run with
+//!
+//! ```sh
+//! eval "$(scripts/start-moto.sh)"
+//! cargo test -p media-shared --features lambda --test lambda_events
+//! scripts/stop-moto.sh
+//! ```
+//!
+//! The fixtures are complete events; a test loads one and only changes what must vary (body, upload
+//! id, media id in the path, the caller's `sub`, the authorizer's presence).
+
+#![cfg(feature = "lambda")]
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use lambda_http::Body;
+use media_shared::adapters::aws::{AwsClients, AwsConfig};
+use media_shared::api::auth::{Caller, ClientIp};
+use media_shared::api::routes::{self, Endpoint};
+use media_shared::api::App;
+use media_shared::domain::Click;
+use media_shared::{lambda, wiring};
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The `sub` claim of every fixture with an authorizer, and the fixtures' client address.
+const ALICE: &str = "7f9c2ba4-e88f-4b6a-9d1f-3c5e8a2b6d10";
+const SOURCE_IP: &str = "203.0.113.7";
+const BOUNDARY: &str = "----WebKitFormBoundaryq3VYRnZtDiaN8k2p";
+
+fn fixture(name: &str) -> Value {
+    let text = match name {
+        "chunk" => include_str!("fixtures/apigw/chunk.json"),
+        "complete" => include_str!("fixtures/apigw/complete.json"),
+        "create" => include_str!("fixtures/apigw/create.json"),
+        "get" => include_str!("fixtures/apigw/get.json"),
+        "delete" => include_str!("fixtures/apigw/delete.json"),
+        "click" => include_str!("fixtures/apigw/click.json"),
+        other => panic!("no fixture {other}"),
+    };
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("fixture {name} is not JSON: {e}"))
+}
+
+/// The event as the runtime hands it to the function.
+fn request(event: &Value) -> lambda_http::Request {
+    lambda_http::request::from_str(&event.to_string())
+        .unwrap_or_else(|e| panic!("not an API Gateway v2 event: {e}\n{event:#}"))
+}
+
+/// A media id in the path of a `/api/v2/media/{id}/...` event (raw path, context path, parameter).
+fn with_media_id(mut event: Value, id: u64) -> Value {
+    for field in ["/rawPath", "/requestContext/http/path"] {
+        let path = event.pointer_mut(field).unwrap();
+        *path = json!(path.as_str().unwrap().replace("/17/", &format!("/{id}/")));
+    }
+    event["pathParameters"]["id"] = json!(id.to_string());
+    event
+}
+
+fn with_sub(mut event: Value, sub: &str) -> Value {
+    *event
+        .pointer_mut("/requestContext/authorizer/jwt/claims/sub")
+        .expect("the fixture has JWT claims") = json!(sub);
+    event
+}
+
+/// What a route without authorizer delivers: no authorizer in the context (and here no token either).
+fn without_authorizer(mut event: Value) -> Value {
+    event["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    event["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorization");
+    event
+}
+
+/// A binary body the way API Gateway delivers it: base64 with `isBase64Encoded`.
+fn with_binary_body(mut event: Value, body: &[u8], content_type: Option<&str>) -> Value {
+    event["body"] = json!(base64(body));
+    event["isBase64Encoded"] = json!(true);
+    event["headers"]["content-length"] = json!(body.len().to_string());
+    if let Some(ct) = content_type {
+        event["headers"]["content-type"] = json!(ct);
+    }
+    event
+}
+
+/// One chunk event: the multipart body the official client sends (`upload_id` first, then `image`).
+fn chunk_event(upload_id: Option<&str>, file: &[u8], start: usize, len: usize) -> Value {
+    let mut body = Vec::new();
+    if let Some(id) = upload_id {
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"upload_id\"\r\n\r\n{id}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"photo.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(&file[start..start + len]);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let mut event = with_binary_body(fixture("chunk"), &body, None);
+    event["headers"]["content-range"] =
+        json!(format!("bytes {start}-{}/{}", start + len - 1, file.len()));
+    event
+}
+
+/// The complete event, its urlencoded form base64-encoded as HTTP APIs deliver form posts.
+fn complete_event(upload_id: &str, md5: &str) -> Value {
+    let form = format!("upload_id={upload_id}&md5={md5}&type=image");
+    with_binary_body(fixture("complete"), form.as_bytes(), None)
+}
+
+struct Answer {
+    status: u16,
+    content_type: Option<String>,
+    body: Body,
+}
+
+impl Answer {
+    /// The JSON body, which must be sent as text with `application/json`.
+    fn json(&self) -> Value {
+        assert_eq!(self.content_type.as_deref(), Some("application/json"));
+        match &self.body {
+            Body::Text(text) => serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}")),
+            other => panic!("expected a JSON text body, got {other:?}"),
+        }
+    }
+
+    fn assert_empty(&self) {
+        assert!(
+            matches!(self.body, Body::Empty),
+            "expected no body, got {:?}",
+            self.body
+        );
+    }
+}
+
+/// What a function binary does with one event.
+async fn call(app: &App, endpoint: Endpoint, event: &Value) -> Answer {
+    let req = lambda::into_api_request(request(event));
+    let resp = lambda::into_lambda_response(routes::dispatch(endpoint, app, req).await);
+    Answer {
+        status: resp.status().as_u16(),
+        content_type: resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string()),
+        body: resp.into_body(),
+    }
+}
+
+struct Moto {
+    app: App,
+    clients: AwsClients,
+    cfg: AwsConfig,
+}
+
+/// The App on a fresh bucket and table in moto, built by `wiring::aws_app` as the functions build it.
+async fn moto() -> Moto {
+    assert!(
+        std::env::var_os("MEDIA_TEST_AWS").is_some()
+            && std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "the Lambda event tests need a moto server: run them as\n  \
+         eval \"$(scripts/start-moto.sh)\" && cargo test -p media-shared --features lambda --test lambda_events"
+    );
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let bucket = format!("media-lambda-{}", &tag[..20]);
+    let table = format!("media-lambda-{tag}");
+    let env = [
+        ("MEDIA_BUCKET", bucket.as_str()),
+        ("MEDIA_TABLE", table.as_str()),
+        ("MEDIA_S3_FORCE_PATH_STYLE", "1"),
+    ];
+    let (app, clients, cfg) = wiring::aws_app(&env, true).await.expect("the AWS app");
+    assert_eq!(
+        (cfg.bucket.as_str(), cfg.table.as_str()),
+        (&*bucket, &*table)
+    );
+    Moto { app, clients, cfg }
+}
+
+fn error(code: &str, message: &str) -> Value {
+    json!({"errors": [{"code": code, "message": message}]})
+}
+
+#[test]
+fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
+    let alice = Some(Caller::User(ALICE.into()));
+    let ip = Some(ClientIp(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7))));
+    for (name, method, path, caller) in [
+        ("chunk", "POST", "/api/v2/media/upload/chunk/", &alice),
+        ("complete", "POST", "/api/v2/media/upload/complete/", &alice),
+        ("create", "POST", "/api/v2/media/", &alice),
+        ("get", "GET", "/api/v2/media/17/", &alice),
+        ("delete", "DELETE", "/api/v2/media/17/", &alice),
+        (
+            "click",
+            "POST",
+            "/api/v2/media/17/click/",
+            &Some(Caller::Anonymous),
+        ),
+    ] {
+        let event = fixture(name);
+        assert_eq!(event["version"], "2.0", "{name}");
+        assert_eq!(event["requestContext"]["stage"], "$default", "{name}");
+        assert_eq!(event["rawPath"], path, "{name}");
+        let req = lambda::into_api_request(request(&event));
+        assert_eq!(req.method().as_str(), method, "{name}");
+        assert_eq!(req.uri().path(), path, "{name}");
+        assert_eq!(req.extensions().get::<Caller>(), caller.as_ref(), "{name}");
+        assert_eq!(req.extensions().get::<ClientIp>(), ip.as_ref(), "{name}");
+    }
+
+    // Bodies arrive decoded: the multipart and the form from base64, the JSON as text.
+    let chunk = lambda::into_api_request(request(&fixture("chunk")));
+    assert!(chunk
+        .body()
+        .starts_with(format!("--{BOUNDARY}\r\n").as_bytes()));
+    assert!(chunk
+        .body()
+        .ends_with(format!("--{BOUNDARY}--\r\n").as_bytes()));
+    assert_eq!(
+        chunk.body().len().to_string(),
+        chunk.headers()["content-length"].to_str().unwrap()
+    );
+    let complete = lambda::into_api_request(request(&fixture("complete")));
+    assert_eq!(
+        &complete.body()[..],
+        b"upload_id=3f6c1d2e9a8b4c7d8e0f1a2b3c4d5e6f&md5=3ab739d7d4d7296eeafd3b9303b5121b&type=image"
+    );
+    let create = lambda::into_api_request(request(&fixture("create")));
+    let body: Value = serde_json::from_slice(create.body()).unwrap();
+    assert_eq!(body["type"], "embed");
+
+    // The helpers change only what they say.
+    let other = lambda::into_api_request(request(&with_sub(
+        with_media_id(fixture("delete"), 4321),
+        "bob",
+    )));
+    assert_eq!(other.uri().path(), "/api/v2/media/4321/");
+    assert_eq!(
+        other.extensions().get::<Caller>(),
+        Some(&Caller::User("bob".into()))
+    );
+    let anonymous = lambda::into_api_request(request(&without_authorizer(fixture("get"))));
+    assert_eq!(
+        anonymous.extensions().get::<Caller>(),
+        Some(&Caller::Anonymous)
+    );
+    assert!(anonymous.headers().get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn an_image_uploaded_in_two_chunks_is_served_read_clicked_and_deleted_by_its_owner() {
+    let m = moto().await;
+    let file = png(120, 80, 7);
+    let first = 16_384;
+    let started = OffsetDateTime::now_utc();
+
+    // First chunk: creates the upload.
+    let a = call(&m.app, Endpoint::Chunk, &chunk_event(None, &file, 0, first)).await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let v = a.json();
+    let upload_id = v["upload_id"].as_str().expect("upload_id").to_string();
+    assert_eq!(upload_id.len(), 32, "{v}");
+    assert!(upload_id
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    let expires = OffsetDateTime::parse(v["expires"].as_str().unwrap(), &Rfc3339).unwrap();
+    let ttl = (expires - started).whole_seconds();
+    assert!(
+        (86_390..=86_460).contains(&ttl),
+        "expires {expires}: {ttl} s"
+    );
+    assert_eq!(
+        v,
+        json!({"upload_id": upload_id, "offset": first, "expires": v["expires"]})
+    );
+
+    // Second chunk: the rest of the file.
+    let a = call(
+        &m.app,
+        Endpoint::Chunk,
+        &chunk_event(Some(&upload_id), &file, first, file.len() - first),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    assert_eq!(
+        a.json(),
+        json!({"upload_id": upload_id, "offset": file.len(), "expires": v["expires"]})
+    );
+
+    // Complete: 201 Media whose presigned URL serves exactly the uploaded bytes.
+    let a = call(
+        &m.app,
+        Endpoint::Complete,
+        &complete_event(&upload_id, &md5_hex(&file)),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let media = a.json();
+    let id = media["id"].as_u64().expect("integer id");
+    let added_at = media["added_at"].as_str().unwrap();
+    OffsetDateTime::parse(added_at, &Rfc3339).unwrap();
+    assert!(added_at.ends_with('Z'), "{added_at}");
+    let image = media["image"].as_str().expect("image URL").to_string();
+    assert_eq!(
+        media,
+        json!({
+            "id": id, "added_at": added_at, "type": "image", "title": "photo.png",
+            "description": null, "url": null, "image": image, "image_width": 120,
+            "image_height": 80, "image_mimetype": "image/png", "image_thumbnail": null,
+            "order": null, "embed": null, "size": file.len(), "mimetype": "image/png",
+        })
+    );
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    assert!(
+        image.starts_with(&format!("{endpoint}/{}/", m.cfg.bucket))
+            && image.contains("X-Amz-Signature="),
+        "not a presigned path-style URL of the bucket: {image}"
+    );
+    let (status, bytes) = http_get(&image).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(bytes.len(), file.len());
+    assert!(bytes == file, "the image URL serves other bytes");
+
+    // Get: the same media, with a freshly presigned URL serving the same bytes.
+    let get = with_media_id(fixture("get"), id);
+    let a = call(&m.app, Endpoint::Get, &get).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let got = a.json();
+    let mut expected = media.clone();
+    expected["image"] = got["image"].clone();
+    assert_eq!(got, expected);
+    assert_eq!(http_get(got["image"].as_str().unwrap()).await.1, file);
+
+    // Click without authorizer: 204, recorded as anonymous from the event's source IP.
+    let a = call(
+        &m.app,
+        Endpoint::Click,
+        &with_media_id(fixture("click"), id),
+    )
+    .await;
+    assert_eq!(a.status, 204, "{:?}", a.body);
+    a.assert_empty();
+    let clicks = clicks(&m).await;
+    assert_eq!(clicks.len(), 1, "{clicks:?}");
+    assert_eq!(clicks[0].media_id, id);
+    assert_eq!(clicks[0].user, None);
+    assert_eq!(clicks[0].ip.as_deref(), Some(SOURCE_IP));
+
+    // Delete by somebody else: 403, nothing removed.
+    let delete = with_media_id(fixture("delete"), id);
+    let a = call(
+        &m.app,
+        Endpoint::Delete,
+        &with_sub(delete.clone(), "0b6d8f3e-somebody-else"),
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    assert_eq!(
+        a.json(),
+        error(
+            "permission_denied",
+            "only the creator may change this media"
+        )
+    );
+    assert_eq!(call(&m.app, Endpoint::Get, &get).await.status, 200);
+
+    // Delete by the owner: 204, then the media and its bytes are gone.
+    let a = call(&m.app, Endpoint::Delete, &delete).await;
+    assert_eq!(a.status, 204, "{:?}", a.body);
+    a.assert_empty();
+    let a = call(&m.app, Endpoint::Get, &get).await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.json(), error("not_found", "media not found"));
+    assert_eq!(http_get(&image).await.0, 404);
+}
+
+#[tokio::test]
+async fn an_embed_created_from_json_is_read_back_unchanged() {
+    let m = moto().await;
+    let a = call(&m.app, Endpoint::Create, &fixture("create")).await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let media = a.json();
+    let id = media["id"].as_u64().expect("integer id");
+    assert_eq!(
+        media,
+        json!({
+            "id": id, "added_at": media["added_at"], "type": "embed", "title": null,
+            "description": null, "url": null, "image": null, "image_width": null,
+            "image_height": null, "image_mimetype": null, "image_thumbnail": null,
+            "order": null, "size": null, "mimetype": null,
+            "embed": {
+                "id": id, "embed_type": "youtube", "embed_id": "dQw4w9WgXcQ",
+                "url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+                "metadata": {"title": "Never Gonna Give You Up", "provider_name": "YouTube"},
+            },
+        })
+    );
+    let a = call(&m.app, Endpoint::Get, &with_media_id(fixture("get"), id)).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json(), media);
+    // Another user may read it.
+    let a = call(
+        &m.app,
+        Endpoint::Get,
+        &with_sub(with_media_id(fixture("get"), id), "bob"),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json(), media);
+}
+
+#[tokio::test]
+async fn authenticated_endpoints_without_authorizer_answer_401_and_change_nothing() {
+    let m = moto().await;
+    let created = call(&m.app, Endpoint::Create, &fixture("create"))
+        .await
+        .json();
+    let id = created["id"].as_u64().unwrap();
+    let file = png(4, 4, 1);
+    let unauthenticated = error(
+        "not_authenticated",
+        "authentication credentials were not provided",
+    );
+    for (endpoint, event) in [
+        (Endpoint::Chunk, chunk_event(None, &file, 0, file.len())),
+        (
+            Endpoint::Complete,
+            complete_event("3f6c1d2e9a8b4c7d8e0f1a2b3c4d5e6f", &md5_hex(&file)),
+        ),
+        (Endpoint::Create, fixture("create")),
+        (Endpoint::Get, with_media_id(fixture("get"), id)),
+        (Endpoint::Delete, with_media_id(fixture("delete"), id)),
+    ] {
+        let a = call(&m.app, endpoint, &without_authorizer(event)).await;
+        assert_eq!(a.status, 401, "{endpoint:?}: {:?}", a.body);
+        assert_eq!(a.json(), unauthenticated, "{endpoint:?}");
+    }
+    // An authorizer whose claims carry no subject is no user either.
+    let a = call(
+        &m.app,
+        Endpoint::Get,
+        &with_sub(with_media_id(fixture("get"), id), ""),
+    )
+    .await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.json(), unauthenticated);
+
+    // The media is still there, and the refused create made no second one.
+    let a = call(&m.app, Endpoint::Get, &with_media_id(fixture("get"), id)).await;
+    assert_eq!((a.status, a.json()), (200, created));
+    let a = call(
+        &m.app,
+        Endpoint::Get,
+        &with_media_id(fixture("get"), id + 1),
+    )
+    .await;
+    assert_eq!(a.status, 404);
+}
+
+/// Every click recorded in the table.
+async fn clicks(m: &Moto) -> Vec<Click> {
+    let out = m
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&m.cfg.table)
+        .filter_expression("#kind = :click")
+        .expression_attribute_names("#kind", "kind")
+        .expression_attribute_values(":click", AttributeValue::S("click".into()))
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .map(|item| serde_json::from_str(item["data"].as_s().unwrap()).unwrap())
+        .collect()
+}
+
+/// A plain HTTP/1.0 GET on loopback (the presigned URLs point at moto), bounded in time.
+async fn http_get(url: &str) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        raw
+    };
+    let raw = tokio::time::timeout(std::time::Duration::from_secs(30), fetch)
+        .await
+        .expect("GET timed out");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no end of headers");
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head}"));
+    let body = raw[end + 4..].to_vec();
+    if let Some(len) = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    }) {
+        assert_eq!(body.len(), len, "truncated body: {head}");
+    }
+    (status, body)
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(data))
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for group in data.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | ((b as u32) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_matches_rfc_4648() {
+    for (plain, encoded) in [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+        ("fooba", "Zm9vYmE="),
+        ("foobar", "Zm9vYmFy"),
+    ] {
+        assert_eq!(base64(plain.as_bytes()), encoded);
+    }
+}
+
+/// A valid RGB PNG of noise (stored deflate blocks), so that its header gives the dimensions.
+fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut pixels = vec![0u8; (width * 3 * height) as usize];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut pixels);
+    let mut raw = Vec::with_capacity(((width * 3 + 1) * height) as usize);
+    for row in pixels.chunks((width * 3) as usize) {
+        raw.push(0);
+        raw.extend_from_slice(row);
+    }
+    let mut z = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = raw.chunks(65535).collect();
+    for (i, b) in blocks.iter().enumerate() {
+        z.push(u8::from(i + 1 == blocks.len()));
+        z.extend_from_slice(&(b.len() as u16).to_le_bytes());
+        z.extend_from_slice(&(!(b.len() as u16)).to_le_bytes());
+        z.extend_from_slice(b);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &x in &raw {
+        a = (a + x as u32) % 65521;
+        b = (b + a) % 65521;
+    }
+    z.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    for (kind, data) in [(&b"IHDR"[..], &ihdr[..]), (b"IDAT", &z), (b"IEND", &[])] {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut c = kind.to_vec();
+        c.extend_from_slice(data);
+        out.extend_from_slice(&c);
+        out.extend_from_slice(&crc32(&c).to_be_bytes());
+    }
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &byte in data {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
