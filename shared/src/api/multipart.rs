@@ -147,8 +147,10 @@ fn disposition_params(value: &str) -> Vec<(String, String)> {
             while let Some(c) = chars.next_if(|c| *c != ';') {
                 val.push(c);
             }
+            // Only an unquoted value ends at optional whitespace; a quoted one is kept exactly.
+            val.truncate(val.trim_end().len());
         }
-        out.push((key.trim().to_ascii_lowercase(), val.trim_end().to_string()));
+        out.push((key.trim().to_ascii_lowercase(), val));
     }
     out
 }
@@ -221,6 +223,15 @@ mod tests {
         let p = disposition_params(r#"form-data; name="image"; filename="a;b \"c\".jpg""#);
         assert_eq!(p[1], ("filename".into(), "a;b \"c\".jpg".into()));
         assert_eq!(decode_ext_value("UTF-8''na%C3%AFve.pdf"), "naïve.pdf");
+        // Found by the property tests: whitespace inside quotes is part of the name.
+        assert_eq!(
+            disposition_params(r#"form-data; name="a"; filename=" ""#)[1].1,
+            " "
+        );
+        assert_eq!(
+            disposition_params("form-data; name=a ; filename=b.pdf  ")[0].1,
+            "a"
+        );
     }
 
     #[test]
