@@ -96,14 +96,14 @@ async fn sweep_command_frees_expired_uploads_and_prints_its_report() {
     let report = run_sweep(&dir);
     assert_eq!(
         report,
-        json!({"released": 2, "sessions_removed": 3, "skipped": 0}),
+        json!({"released": 2, "sessions_removed": 3, "skipped": 0, "failed": 0}),
         "half and failed released; their sessions and the completed one's removed"
     );
     assert_eq!(files(&dir.join("partial")), Vec::<String>::new());
     // Nothing left to do the second time.
     assert_eq!(
         run_sweep(&dir),
-        json!({"released": 0, "sessions_removed": 0, "skipped": 0})
+        json!({"released": 0, "sessions_removed": 0, "skipped": 0, "failed": 0})
     );
 
     // The database after the command: sessions gone, the media and its bytes intact.

@@ -14,24 +14,34 @@ use crate::domain::StoreError;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
-    /// Unfinished or failed uploads whose bytes were released.
+    /// Unfinished or failed uploads whose bytes this sweep released (releasing is idempotent, so two
+    /// overlapping sweeps may both count the same upload here).
     pub released: usize,
-    /// Session records removed (released ones plus expired completed ones).
+    /// Session records this sweep removed (released ones plus expired completed ones).
     pub sessions_removed: usize,
-    /// Sessions changed by someone else during the sweep; left for the next one.
+    /// Sessions left for a later sweep: changed by someone else meanwhile, or held by a live lease (a
+    /// chunk or a completion in progress).
     pub skipped: usize,
+    /// Sessions whose cleanup failed (logged with the reason); the next sweep tries them again.
+    pub failed: usize,
 }
 
-/// Cleans every session past its `expires` time, in batches, until none is left.
+/// Cleans every session past its `expires` time, in batches, until none is left. One session that
+/// cannot be cleaned (a storage error) is logged and counted, never a reason to stop: the sessions
+/// behind it in the listing would otherwise never be cleaned.
 pub async fn sweep(app: &App, now: OffsetDateTime) -> anyhow::Result<SweepReport> {
     let mut report = SweepReport::default();
     loop {
         let batch = app.uploads.list_expired(unix_millis(now), 100).await?;
         let before = report;
         for session in &batch {
-            clean(app, session, &mut report).await?;
+            if let Err(e) = clean(app, session, now, &mut report).await {
+                report.failed += 1;
+                tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "could not clean an expired upload");
+            }
         }
-        // Stop when a batch changed nothing (all skipped) or the store has no more.
+        // Stop when the store has no more, or when a batch removed nothing (all skipped or failed:
+        // listing again would return the same sessions).
         if batch.len() < 100 || report.sessions_removed == before.sessions_removed {
             break;
         }
@@ -41,28 +51,38 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> anyhow::Result<SweepReport
             released = report.released,
             sessions_removed = report.sessions_removed,
             skipped = report.skipped,
+            failed = report.failed,
             "sweep done"
         );
     }
     Ok(report)
 }
 
-/// Releases one expired session's storage and removes its record.
+/// Releases one expired session's storage and removes its record. Releasing comes first: a crash in
+/// between leaves a session that the next sweep finds again, never bytes nobody can find.
 pub async fn clean(
     app: &App,
     session: &UploadSession,
+    now: OffsetDateTime,
     report: &mut SweepReport,
 ) -> anyhow::Result<()> {
+    if session.lease_active(now) {
+        report.skipped += 1;
+        return Ok(());
+    }
     if holds_unfinished_bytes(app, session).await? {
         app.blobs.discard(session).await?;
         report.released += 1;
     }
+    // Conditional on the version we saw: a session a client moved on meanwhile is left alone. One the
+    // TTL or another sweep already deleted is simply not there any more, which is fine.
     match app
         .uploads
         .delete_upload(&session.id, session.version)
         .await
     {
-        Ok(()) => report.sessions_removed += 1,
+        Ok(true) => report.sessions_removed += 1,
+        Ok(false) => {}
         Err(StoreError::Conflict) => report.skipped += 1,
         Err(StoreError::Backend(e)) => return Err(e),
     }
@@ -95,7 +115,7 @@ pub async fn handle_event(app: &App, event: &Value, now: OffsetDateTime) -> anyh
     for record in records {
         match ttl_removed_session(record) {
             Ok(Some(session)) => {
-                if let Err(e) = clean(app, &session, &mut report).await {
+                if let Err(e) = clean(app, &session, now, &mut report).await {
                     tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "cleanup failed; the record will be retried");
                     let seq = record
                         .pointer("/dynamodb/SequenceNumber")

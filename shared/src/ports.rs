@@ -22,8 +22,9 @@ pub trait UploadStore: Send + Sync {
         expected: Option<u64>,
     ) -> Result<(), StoreError>;
 
-    /// Removes the session if its stored version is still `expected`; a missing session is not an error.
-    async fn delete_upload(&self, id: &str, expected: u64) -> Result<(), StoreError>;
+    /// Removes the session if its stored version is still `expected`. A missing session is not an
+    /// error (TTL or another sweep got there first): the answer says whether this call removed it.
+    async fn delete_upload(&self, id: &str, expected: u64) -> Result<bool, StoreError>;
 
     /// Sessions whose `expires_at_ms` is before `now_ms`, at most `limit` of them.
     async fn list_expired(

@@ -587,7 +587,8 @@ async fn sweep_and_ttl_stream_free_expired_uploads_and_keep_media() {
         SweepReport {
             released: 4,
             sessions_removed: 5,
-            skipped: 0
+            skipped: 0,
+            failed: 0
         }
     );
     assert_freed(&aws, &object_key, &swept.unfinished()).await;
@@ -737,7 +738,7 @@ async fn schedule_event_runs_the_sweep() {
         .unwrap();
     assert_eq!(
         answer,
-        json!({"released": 2, "sessions_removed": 2, "skipped": 0})
+        json!({"released": 2, "sessions_removed": 2, "skipped": 0, "failed": 0})
     );
     assert_freed(&aws, &keys_by_id, &[&staged, &multipart]).await;
     let answer = cleanup::handle_event(&aws.app, &schedule, OffsetDateTime::now_utc())
@@ -745,7 +746,7 @@ async fn schedule_event_runs_the_sweep() {
         .unwrap();
     assert_eq!(
         answer,
-        json!({"released": 0, "sessions_removed": 0, "skipped": 0})
+        json!({"released": 0, "sessions_removed": 0, "skipped": 0, "failed": 0})
     );
 }
 

@@ -57,7 +57,7 @@ impl UploadStore for Flaky {
         }
     }
 
-    async fn delete_upload(&self, id: &str, expected: u64) -> Result<(), StoreError> {
+    async fn delete_upload(&self, id: &str, expected: u64) -> Result<bool, StoreError> {
         self.inner.delete_upload(id, expected).await
     }
 

@@ -53,6 +53,9 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
             media_type,
         } => {
             session.verify_md5(md5)??;
+            // Resuming a completion that crashed (or one still running: then 409).
+            session.take_lease(now, app.limits.lease_secs)?;
+            app.save_upload(&mut session).await?;
             let media = finish(app, &mut session, media_id, media_type, now).await?;
             return Ok(response::json(201, &app.media_json(&media).await?));
         }
@@ -77,6 +80,9 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
         media_id,
         media_type,
     };
+    // The lease marks the completion as in progress: a concurrent complete gets 409, and the expiry
+    // sweep leaves the session alone until it is done (or its lease runs out after a crash).
+    session.take_lease(now, app.limits.lease_secs)?;
     app.save_upload(&mut session).await?;
     let media = finish(app, &mut session, media_id, media_type, now).await?;
     Ok(response::json(201, &app.media_json(&media).await?))
@@ -117,6 +123,7 @@ async fn finish(
         media_id,
         md5: session.md5.hex_digest()?,
     };
+    session.lease = None;
     session.staging = Default::default();
     app.save_upload(session).await?;
     Ok(media)

@@ -150,7 +150,7 @@ impl UploadStore for DynamoMeta {
         }
     }
 
-    async fn delete_upload(&self, id: &str, expected: u64) -> Result<(), StoreError> {
+    async fn delete_upload(&self, id: &str, expected: u64) -> Result<bool, StoreError> {
         let res = self
             .client
             .delete_item()
@@ -159,10 +159,12 @@ impl UploadStore for DynamoMeta {
             .condition_expression("attribute_not_exists(pk) OR #v = :expected")
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":expected", n(expected))
+            // The old item comes back only if this call deleted it: sweeps count what they removed.
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await;
         match res {
-            Ok(_) => Ok(()),
+            Ok(out) => Ok(out.attributes().is_some_and(|a| !a.is_empty())),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>

@@ -126,7 +126,7 @@ impl UploadStore for LocalMeta {
         .await
     }
 
-    async fn delete_upload(&self, id: &str, expected: u64) -> Result<(), StoreError> {
+    async fn delete_upload(&self, id: &str, expected: u64) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.run(move |db| {
             let txn = db.begin_write().map_err(backend)?;
@@ -134,14 +134,15 @@ impl UploadStore for LocalMeta {
                 let mut t = txn.open_table(UPLOADS).map_err(backend)?;
                 let version = match t.get(id.as_str()).map_err(backend)? {
                     Some(v) => decode::<UploadSession>(v.value())?.version,
-                    None => return Ok(()),
+                    None => return Ok(false),
                 };
                 if version != expected {
                     return Err(StoreError::Conflict);
                 }
                 t.remove(id.as_str()).map_err(backend)?;
             }
-            txn.commit().map_err(backend)
+            txn.commit().map_err(backend)?;
+            Ok(true)
         })
         .await
     }
