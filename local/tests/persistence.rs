@@ -38,7 +38,7 @@ async fn an_upload_continues_after_a_restart_and_media_survive_it() {
 
 #[tokio::test]
 async fn the_sweep_releases_expired_uploads_and_keeps_completed_media() {
-    let s = TestServer::start_with(|c| c.limits.upload_ttl_secs = 1).await;
+    let s = TestServer::start_with(|c| c.limits.upload_ttl_secs = 3).await;
     let half = png(100, 100, 32);
     let (_, b) = s
         .chunk(
@@ -62,7 +62,7 @@ async fn the_sweep_releases_expired_uploads_and_keeps_completed_media() {
     assert_eq!(st, 201);
     assert!(s.holds_bytes(&pending).await);
 
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let report = media_shared::cleanup::sweep(&s.running().app, time_now())
         .await
         .unwrap();

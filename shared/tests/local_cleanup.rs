@@ -1,5 +1,5 @@
 //! Cleanup of expired uploads on the local backend (issue 4): uploads made through the real handlers
-//! (`routes::route`) over `LocalMeta` + `LocalBlobs` in a temporary directory, with a TTL of one second,
+//! (`routes::route`) over `LocalMeta` + `LocalBlobs` in a temporary directory, with a TTL of two seconds,
 //! then freed by `cleanup::sweep`. Checked against the files on disk and the database, not only the
 //! report.
 
@@ -30,14 +30,14 @@ struct Local {
     dir: tempfile::TempDir,
 }
 
-/// The App the way `media_local::server::open` builds it, with a one-second upload TTL.
+/// The App the way `media_local::server::open` builds it, with a two-second upload TTL.
 fn fresh() -> Local {
     let dir = tempfile::tempdir().unwrap();
     let meta = LocalMeta::open(&dir.path().join("media.redb")).unwrap();
     let blobs = Arc::new(LocalBlobs::new(dir.path(), FILES_URL).unwrap());
     let app = App {
         limits: Limits {
-            upload_ttl_secs: 1,
+            upload_ttl_secs: 2,
             ..Limits::default()
         },
         uploads: Arc::new(meta.clone()),
