@@ -1,7 +1,7 @@
 //! Configuration from the environment. Every value is checked at start-up; a bad one stops the
 //! process with a message naming the variable, instead of surfacing later as a wrong answer.
 
-use crate::domain::Limits;
+use crate::domain::{FetchLimits, Limits, ThumbnailMode};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -119,7 +119,50 @@ pub fn limits(env: &dyn Env) -> Result<Limits, ConfigError> {
         allowed_mime,
         upload_ttl_secs: u64_var(env, "MEDIA_UPLOAD_TTL_SECS", d.upload_ttl_secs, 1)?,
         lease_secs: u64_var(env, "MEDIA_LEASE_SECS", d.lease_secs, 1)?,
+        fetch: fetch_limits(env, &d.fetch)?,
+        thumbnails: thumbnail_mode(env, d.thumbnails)?,
     })
+}
+
+fn fetch_limits(env: &dyn Env, d: &FetchLimits) -> Result<FetchLimits, ConfigError> {
+    let max_redirects = u64_var(
+        env,
+        "MEDIA_FETCH_MAX_REDIRECTS",
+        u64::from(d.max_redirects),
+        0,
+    )?;
+    Ok(FetchLimits {
+        allow_private: bool_var(env, "MEDIA_FETCH_ALLOW_PRIVATE", d.allow_private)?,
+        max_bytes: u64_var(env, "MEDIA_FETCH_MAX_BYTES", d.max_bytes, 1)?,
+        timeout_secs: u64_var(env, "MEDIA_FETCH_TIMEOUT_SECS", d.timeout_secs, 1)?,
+        // More than a handful of hops is a loop or an attempt to wear the server out.
+        max_redirects: u32::try_from(max_redirects)
+            .ok()
+            .filter(|n| *n <= 20)
+            .ok_or_else(|| ConfigError {
+                var: "MEDIA_FETCH_MAX_REDIRECTS",
+                message: format!("{max_redirects} is above the maximum of 20"),
+            })?,
+    })
+}
+
+/// `inline`, `deferred` or `off` (see `ThumbnailMode`).
+fn thumbnail_mode(env: &dyn Env, default: ThumbnailMode) -> Result<ThumbnailMode, ConfigError> {
+    match env
+        .get("MEDIA_THUMBNAILS")
+        .map(|v| v.trim().to_ascii_lowercase())
+    {
+        None => Ok(default),
+        Some(v) => match v.as_str() {
+            "inline" => Ok(ThumbnailMode::Inline),
+            "deferred" => Ok(ThumbnailMode::Deferred),
+            "off" => Ok(ThumbnailMode::Off),
+            _ => Err(ConfigError {
+                var: "MEDIA_THUMBNAILS",
+                message: format!("{v:?} is not one of inline, deferred, off"),
+            }),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -159,5 +202,42 @@ mod tests {
             url_var(&[("U", "http://h:1/")], "U").unwrap().as_deref(),
             Some("http://h:1")
         );
+    }
+
+    #[test]
+    fn fetch_and_thumbnail_settings() {
+        let d = limits(&[("X", "1")]).unwrap();
+        assert!(
+            !d.fetch.allow_private,
+            "private addresses are refused by default"
+        );
+        assert_eq!(d.thumbnails, ThumbnailMode::Inline);
+        let l = limits(&[
+            ("MEDIA_FETCH_ALLOW_PRIVATE", "1"),
+            ("MEDIA_FETCH_MAX_BYTES", "1000"),
+            ("MEDIA_FETCH_TIMEOUT_SECS", "3"),
+            ("MEDIA_FETCH_MAX_REDIRECTS", "0"),
+            ("MEDIA_THUMBNAILS", "deferred"),
+        ])
+        .unwrap();
+        assert_eq!(
+            l.fetch,
+            FetchLimits {
+                allow_private: true,
+                max_bytes: 1000,
+                timeout_secs: 3,
+                max_redirects: 0
+            }
+        );
+        assert_eq!(l.thumbnails, ThumbnailMode::Deferred);
+        for (var, bad) in [
+            ("MEDIA_FETCH_ALLOW_PRIVATE", "maybe"),
+            ("MEDIA_FETCH_TIMEOUT_SECS", "0"),
+            ("MEDIA_FETCH_MAX_REDIRECTS", "100"),
+            ("MEDIA_THUMBNAILS", "later"),
+        ] {
+            let e = limits(&[(var, bad)]).unwrap_err().to_string();
+            assert!(e.starts_with(var), "{e}");
+        }
     }
 }

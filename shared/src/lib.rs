@@ -7,7 +7,9 @@ pub mod api;
 pub mod cleanup;
 pub mod config;
 pub mod domain;
+pub mod fetch;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod ports;
+pub mod thumbnails;
 pub mod wiring;

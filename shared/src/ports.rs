@@ -41,6 +41,9 @@ pub trait MediaStore: Send + Sync {
     /// Creates or replaces the media with this id.
     async fn put_media(&self, media: &MediaRecord) -> Result<(), StoreError>;
     async fn get_media(&self, id: u64) -> Result<Option<MediaRecord>, StoreError>;
+    /// Replaces the media only if it still exists (work done after the fact, such as a deferred
+    /// thumbnail, must never bring back a deleted media). Answers whether it was written.
+    async fn replace_media(&self, media: &MediaRecord) -> Result<bool, StoreError>;
     async fn delete_media(&self, id: u64) -> Result<(), StoreError>;
     async fn record_click(&self, click: &Click) -> Result<(), StoreError>;
 }

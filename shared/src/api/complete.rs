@@ -13,7 +13,8 @@ use super::form::fields;
 use super::{response, App, Request, Response};
 use crate::domain::sniff::dimensions;
 use crate::domain::upload::{UploadSession, UploadStatus};
-use crate::domain::{ApiError, MediaRecord, MediaType};
+use crate::domain::{ApiError, MediaRecord, MediaType, ThumbnailMode};
+use crate::thumbnails;
 
 /// How far into a finished image to look for its dimensions when the first chunk did not hold them.
 const HEADER_PROBE_BYTES: u64 = 1024 * 1024;
@@ -117,6 +118,12 @@ async fn finish(
         media.image_mimetype = Some(c.mime.clone());
     }
     media.object_key = Some(key);
+    if media_type.is_image() && app.limits.thumbnails == ThumbnailMode::Inline {
+        // Deferred mode leaves this to the thumbnail function, fed by the insert below.
+        if let Err(e) = thumbnails::attach_stored(app, &mut media).await {
+            tracing::warn!(media_id, error = format!("{e:#}"), "thumbnail not stored");
+        }
+    }
     app.media.put_media(&media).await?;
 
     session.status = UploadStatus::Completed {

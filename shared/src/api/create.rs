@@ -1,5 +1,6 @@
-//! POST /api/v2/media/: media that are not uploaded files: embeds and shares. Media from URLs (`url`,
-//! `image` with a `url`) need the server-side fetcher and answer a clear 400 until it exists.
+//! POST /api/v2/media/: media that are not uploaded files: embeds, shares, link previews (`url`) and
+//! images downloaded from a URL (`image` with a `url`). URLs are fetched by `crate::fetch`, which
+//! refuses private and internal addresses; every fetch failure is a 400 on the `url` field.
 
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
@@ -7,7 +8,9 @@ use time::OffsetDateTime;
 use super::auth::require_user;
 use super::form::json_object;
 use super::{response, App, Request, Response};
-use crate::domain::{ApiError, MediaRecord, MediaType};
+use crate::domain::sniff::extension_for;
+use crate::domain::{ApiError, MediaRecord, MediaType, ThumbnailMode};
+use crate::{fetch, thumbnails};
 
 pub async fn handle(app: &App, req: Request) -> Response {
     response::from_result(create(app, req).await)
@@ -23,12 +26,8 @@ async fn create(app: &App, req: Request) -> Result<Response, ApiError> {
     let embed = match kind {
         "embed" => user_embed(&body)?,
         "share" => share_embed(&body)?,
-        "url" | "image" => {
-            return Err(ApiError::field(
-                "url",
-                "creating media from a URL is not available on this server yet",
-            ));
-        }
+        "url" => return url_media(app, &user, required_url(&body)?).await,
+        "image" => return image_from_url(app, &user, required_url(&body)?).await,
         other => {
             return Err(ApiError::field(
                 "type",
@@ -46,6 +45,68 @@ async fn create(app: &App, req: Request) -> Result<Response, ApiError> {
     let mut embed = embed;
     embed.insert("id".into(), json!(id));
     media.embed = Some(Value::Object(embed));
+    app.media.put_media(&media).await?;
+    Ok(response::json(201, &app.media_json(&media).await?))
+}
+
+/// `{"url": "http(s)://..."}`; the fetcher checks the rest (scheme again on redirects, addresses).
+fn required_url(body: &Map<String, Value>) -> Result<&str, ApiError> {
+    let url = body
+        .get("url")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::field("url", "This field is required."))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ApiError::field("url", "must be an http or https URL"));
+    }
+    Ok(url)
+}
+
+/// A link preview: the page is fetched before an id is taken, so a refused URL costs nothing.
+async fn url_media(app: &App, user: &str, url: &str) -> Result<Response, ApiError> {
+    let preview = fetch::page::link_preview(&app.limits, url).await?;
+    let id = app.media.next_media_id().await?;
+    let mut media = MediaRecord::new(id, user, MediaType::Url, OffsetDateTime::now_utc());
+    media.url = Some(url.to_string());
+    media.title = Some(preview.title);
+    media.description = preview.description;
+    media.image_url = preview.image;
+    (media.image_width, media.image_height) = preview.image_size.unzip();
+    let mut embed = preview.embed;
+    embed.insert("id".into(), json!(id));
+    media.embed = Some(Value::Object(embed));
+    app.media.put_media(&media).await?;
+    Ok(response::json(201, &app.media_json(&media).await?))
+}
+
+/// An image media from a URL: downloaded, judged by its bytes, stored under a key of ours.
+async fn image_from_url(app: &App, user: &str, url: &str) -> Result<Response, ApiError> {
+    let image = fetch::image::download(&app.limits, url, "url").await?;
+    let id = app.media.next_media_id().await?;
+    let c = &image.content;
+    let key = format!("media/fetched-{id}.{}", extension_for(&c.mime));
+    app.blobs
+        .put_object(&key, image.bytes.clone(), &c.mime)
+        .await?;
+    let mut media = MediaRecord::new(id, user, MediaType::Image, OffsetDateTime::now_utc());
+    media.title = image.file_name.clone();
+    media.url = Some(url.to_string());
+    media.size = Some(image.bytes.len() as u64);
+    media.mimetype = Some(c.mime.clone());
+    media.image_mimetype = Some(c.mime.clone());
+    media.image_width = c.width;
+    media.image_height = c.height;
+    media.object_key = Some(key);
+    if app.limits.thumbnails == ThumbnailMode::Inline {
+        if let Err(e) = thumbnails::attach(app, &mut media, image.bytes).await {
+            tracing::warn!(
+                media_id = id,
+                error = format!("{e:#}"),
+                "thumbnail not stored"
+            );
+        }
+    }
     app.media.put_media(&media).await?;
     Ok(response::json(201, &app.media_json(&media).await?))
 }

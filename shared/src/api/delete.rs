@@ -17,7 +17,7 @@ async fn delete(app: &App, req: Request) -> Result<Response, ApiError> {
     if media.owner != user {
         return Err(ApiError::Forbidden);
     }
-    if let Some(key) = &media.object_key {
+    for key in media.stored_keys() {
         app.blobs.delete_object(key).await?;
     }
     app.media.delete_media(media.id).await?;

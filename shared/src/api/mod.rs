@@ -65,13 +65,13 @@ impl App {
             .ok_or(ApiError::NotFound("media"))
     }
 
-    /// The Media JSON, with a URL for the stored object where there is one.
+    /// The Media JSON, with a URL for each stored object (bytes, preview image, thumbnail).
     pub async fn media_json(&self, media: &MediaRecord) -> Result<serde_json::Value, ApiError> {
-        let url = match &media.object_key {
-            Some(key) => Some(self.blobs.object_url(key).await?),
-            None => None,
-        };
-        Ok(media.to_json(url))
+        let mut urls = Vec::new();
+        for key in media.stored_keys() {
+            urls.push((key, self.blobs.object_url(key).await?));
+        }
+        Ok(media.to_json(|key| urls.iter().find(|(k, _)| *k == key).map(|(_, u)| u.clone())))
     }
 }
 

@@ -1,13 +1,15 @@
 //! PUT/PATCH /api/v2/media/{id}/ `{"image": "<url>"}`: choose the preview image of a url media.
-//! Creator only. Downloading the image needs the server-side fetcher, which this server does not have
-//! yet: a valid request for a url media is answered with a clear 400 until then.
+//! Creator only; other media types are 400. The image is downloaded (`crate::fetch`, same address
+//! rules as creating from a URL), stored under a key of ours and shown instead of the page's own.
 
 use serde_json::Value;
 
 use super::auth::require_user;
 use super::form::json_object;
 use super::{media_id_from_path, response, App, Request, Response};
+use crate::domain::sniff::extension_for;
 use crate::domain::{ApiError, MediaType};
+use crate::fetch;
 
 pub async fn handle(app: &App, req: Request) -> Response {
     response::from_result(update(app, req).await)
@@ -15,7 +17,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
 
 async fn update(app: &App, req: Request) -> Result<Response, ApiError> {
     let user = require_user(&req)?;
-    let media = app
+    let mut media = app
         .media_or_404(media_id_from_path(req.uri().path())?)
         .await?;
     if media.owner != user {
@@ -31,12 +33,42 @@ async fn update(app: &App, req: Request) -> Result<Response, ApiError> {
     let image = body
         .get("image")
         .and_then(Value::as_str)
+        .map(str::trim)
         .ok_or_else(|| ApiError::field("image", "This field is required."))?;
     if !(image.starts_with("http://") || image.starts_with("https://")) {
         return Err(ApiError::field("image", "must be an http or https URL"));
     }
-    Err(ApiError::field(
-        "image",
-        "fetching images from URLs is not available on this server yet",
-    ))
+    let downloaded = fetch::image::download(&app.limits, image, "image").await?;
+    let c = &downloaded.content;
+    // A new key per choice: caches holding the previous image's URL never show the wrong one.
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let key = format!(
+        "previews/{}-{}.{}",
+        media.id,
+        &unique[..12],
+        extension_for(&c.mime)
+    );
+    app.blobs
+        .put_object(&key, downloaded.bytes, &c.mime)
+        .await?;
+    let previous = media.image_key.replace(key.clone());
+    media.image_url = Some(image.to_string());
+    media.image_width = c.width;
+    media.image_height = c.height;
+    media.image_mimetype = Some(c.mime.clone());
+    // Only if the media still exists: a concurrent delete must not be undone by this write.
+    if !app.media.replace_media(&media).await? {
+        app.blobs.delete_object(&key).await?;
+        return Err(ApiError::NotFound("media"));
+    }
+    if let Some(old) = previous {
+        if let Err(e) = app.blobs.delete_object(&old).await {
+            tracing::warn!(
+                media_id = media.id,
+                error = format!("{e:#}"),
+                "previous preview image not removed"
+            );
+        }
+    }
+    Ok(response::json(200, &app.media_json(&media).await?))
 }

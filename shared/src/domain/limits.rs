@@ -13,6 +13,46 @@ pub struct Limits {
     pub upload_ttl_secs: u64,
     /// How long a chunk write may hold an upload before another request may take over (crash recovery).
     pub lease_secs: u64,
+    /// Fetching pages and images from URLs (url media, images from URLs, preview images).
+    pub fetch: FetchLimits,
+    /// Where image thumbnails are made.
+    pub thumbnails: ThumbnailMode,
+}
+
+/// What the server-side fetcher may do. Everything else it refuses: it must never become a proxy
+/// into the network it runs in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchLimits {
+    /// Private and loopback addresses become reachable (tests on loopback only). Link-local (cloud
+    /// metadata), multicast and unspecified addresses stay refused whatever this says.
+    pub allow_private: bool,
+    /// Largest body read from any URL (images are further capped by `max_image_bytes`).
+    pub max_bytes: u64,
+    /// The whole fetch, redirects included, must finish within this.
+    pub timeout_secs: u64,
+    /// Redirects followed, each hop checked again like the first.
+    pub max_redirects: u32,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        FetchLimits {
+            allow_private: false,
+            max_bytes: 5 * MIB,
+            timeout_secs: 10,
+            max_redirects: 5,
+        }
+    }
+}
+
+/// `Inline`: the request that creates an image media makes its thumbnail (the local server).
+/// `Deferred`: something else does it afterwards (on AWS the thumbnail function, from the table's
+/// stream), so completing an upload never waits for image decoding. `Off`: no thumbnails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThumbnailMode {
+    Inline,
+    Deferred,
+    Off,
 }
 
 pub const MIB: u64 = 1024 * 1024;
@@ -34,6 +74,8 @@ impl Default for Limits {
             .to_vec(),
             upload_ttl_secs: 24 * 3600,
             lease_secs: 45,
+            fetch: FetchLimits::default(),
+            thumbnails: ThumbnailMode::Inline,
         }
     }
 }

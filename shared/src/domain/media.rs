@@ -84,10 +84,16 @@ pub struct MediaRecord {
     pub object_key: Option<String>,
     /// An external preview image (url media).
     pub image_url: Option<String>,
+    /// A preview image we downloaded and stored (url media, after the creator chose one); shown
+    /// instead of `image_url`.
+    #[serde(default)]
+    pub image_key: Option<String>,
     pub image_width: Option<u32>,
     pub image_height: Option<u32>,
     pub image_mimetype: Option<String>,
-    pub image_thumbnail: Option<Value>,
+    /// The stored thumbnail of an image media; shown as `image_thumbnail` with a URL derived from its key.
+    #[serde(default)]
+    pub thumbnail: Option<StoredThumbnail>,
     pub order: Option<i64>,
     pub embed: Option<Value>,
     pub size: Option<u64>,
@@ -108,10 +114,11 @@ impl MediaRecord {
             url: None,
             object_key: None,
             image_url: None,
+            image_key: None,
             image_width: None,
             image_height: None,
             image_mimetype: None,
-            image_thumbnail: None,
+            thumbnail: None,
             order: None,
             embed: None,
             size: None,
@@ -120,15 +127,42 @@ impl MediaRecord {
         }
     }
 
-    /// The Media object of API.md; `object_url` turns the stored key into a URL clients can fetch.
-    pub fn to_json(&self, object_url: Option<String>) -> Value {
+    /// Every object stored for this media (its bytes, a downloaded preview image, the thumbnail):
+    /// what a delete must remove, and what needs a URL when the media is shown.
+    pub fn stored_keys(&self) -> Vec<&str> {
+        [
+            self.object_key.as_deref(),
+            self.image_key.as_deref(),
+            self.thumbnail.as_ref().map(|t| t.key.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// The Media object of API.md; `url_of` turns a stored key into a URL clients can fetch (keys
+    /// without a URL are shown as if absent).
+    pub fn to_json(&self, url_of: impl Fn(&str) -> Option<String>) -> Value {
+        let object_url = self.object_key.as_deref().and_then(&url_of);
         let (image, url) = match self.media_type {
             MediaType::Image | MediaType::Eimage => (object_url, None),
             MediaType::Doc => (None, object_url),
             MediaType::Url | MediaType::Embed | MediaType::Share => {
-                (self.image_url.clone(), self.url.clone())
+                let image = match self.image_key.as_deref() {
+                    Some(key) => url_of(key),
+                    None => self.image_url.clone(),
+                };
+                (image, self.url.clone())
             }
         };
+        let thumbnail = self.thumbnail.as_ref().and_then(|t| {
+            Some(serde_json::json!({
+                "url": url_of(&t.key)?,
+                "width": t.width,
+                "height": t.height,
+                "color": t.color,
+            }))
+        });
         serde_json::json!({
             "id": self.id,
             "added_at": super::time_fmt::rfc3339_micros(self.added_at),
@@ -140,13 +174,23 @@ impl MediaRecord {
             "image_width": self.image_width,
             "image_height": self.image_height,
             "image_mimetype": self.image_mimetype,
-            "image_thumbnail": self.image_thumbnail,
+            "image_thumbnail": thumbnail,
             "order": self.order,
             "embed": self.embed,
             "size": self.size,
             "mimetype": self.mimetype,
         })
     }
+}
+
+/// A thumbnail as stored: its key (the URL is derived when shown, like `object_key`'s), size and the
+/// image's average colour (`#rrggbb`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredThumbnail {
+    pub key: String,
+    pub width: u32,
+    pub height: u32,
+    pub color: String,
 }
 
 /// A recorded click on a media.
@@ -210,13 +254,43 @@ mod tests {
         let at = time::macros::datetime!(2026-11-21 10:11:12.345678 UTC);
         let mut m = MediaRecord::new(17, "u1", MediaType::Image, at);
         m.image_width = Some(1920);
-        let v = m.to_json(Some("http://x/files/a.jpg".into()));
+        m.object_key = Some("media/a.jpg".into());
+        m.thumbnail = Some(StoredThumbnail {
+            key: "thumbnails/17.jpg".into(),
+            width: 360,
+            height: 240,
+            color: "#3366cc".into(),
+        });
+        let v = m.to_json(|k| Some(format!("http://x/files/{k}")));
+        assert_eq!(
+            v["image_thumbnail"],
+            serde_json::json!({"url": "http://x/files/thumbnails/17.jpg", "width": 360, "height": 240, "color": "#3366cc"})
+        );
+        assert_eq!(m.stored_keys(), vec!["media/a.jpg", "thumbnails/17.jpg"]);
         assert_eq!(v["id"], 17);
         assert_eq!(v["type"], "image");
         assert_eq!(v["added_at"], "2026-11-21T10:11:12.345678Z");
-        assert_eq!(v["image"], "http://x/files/a.jpg");
+        assert_eq!(v["image"], "http://x/files/media/a.jpg");
         assert_eq!(v["url"], Value::Null);
         assert_eq!(v["image_width"], 1920);
         assert!(v.get("owner").is_none());
+    }
+
+    #[test]
+    fn url_media_shows_the_stored_preview_image_over_the_external_one() {
+        let at = time::macros::datetime!(2026-11-21 10:11:12 UTC);
+        let mut m = MediaRecord::new(3, "u1", MediaType::Url, at);
+        m.url = Some("https://a.example/".into());
+        m.image_url = Some("https://a.example/og.png".into());
+        let shown = |m: &MediaRecord| m.to_json(|k| Some(format!("http://x/{k}")));
+        assert_eq!(shown(&m)["image"], "https://a.example/og.png");
+        m.image_key = Some("previews/3-ab.png".into());
+        assert_eq!(shown(&m)["image"], "http://x/previews/3-ab.png");
+        assert_eq!(shown(&m)["url"], "https://a.example/");
+        assert_eq!(shown(&m)["image_thumbnail"], Value::Null);
+        // Records stored before thumbnails existed still read.
+        let old = r#"{"id":1,"owner":"u","added_at":"2026-01-01T00:00:00Z","media_type":"image","title":null,"description":null,"url":null,"object_key":"media/x.png","image_url":null,"image_width":1,"image_height":1,"image_mimetype":"image/png","image_thumbnail":null,"order":null,"embed":null,"size":3,"mimetype":"image/png","upload_id":"x"}"#;
+        let r: MediaRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((r.thumbnail, r.image_key), (None, None));
     }
 }

@@ -5,14 +5,16 @@ pub mod error;
 pub mod limits;
 pub mod md5_state;
 pub mod media;
+pub mod preview;
 pub mod sniff;
+pub mod thumbnail;
 pub mod time_fmt;
 pub mod upload;
 
 pub use content_range::ContentRange;
 pub use error::{ApiError, StoreError};
-pub use limits::Limits;
+pub use limits::{FetchLimits, Limits, ThumbnailMode};
 pub use md5_state::ResumableMd5;
-pub use media::{Click, MediaRecord, MediaType};
+pub use media::{Click, MediaRecord, MediaType, StoredThumbnail};
 pub use sniff::{ContentKind, Sniffed};
 pub use upload::{ChunkPlan, UploadSession, UploadStatus};

@@ -51,6 +51,12 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
+/// `image`, `doc`, ... as the API names it.
+fn media_type(media: &MediaRecord) -> Result<AttributeValue, StoreError> {
+    let v = serde_json::to_value(media.media_type).context("encoding a media type")?;
+    Ok(s(v.as_str().unwrap_or_default()))
+}
+
 /// Any SDK failure that is not a failed condition: kept as the typed error, with what we were doing.
 fn backend<E, R>(what: &'static str) -> impl FnOnce(SdkError<E, R>) -> StoreError
 where
@@ -247,10 +253,36 @@ impl MediaStore for DynamoMeta {
             .item("pk", media_pk(media.id))
             .item("data", encode(media)?)
             .item("kind", s("media"))
+            // Lifted out of `data` for the stream filter of the thumbnail function.
+            .item("media_type", media_type(media)?)
             .send()
             .await
             .map_err(backend("DynamoDB PutItem of a media"))?;
         Ok(())
+    }
+
+    async fn replace_media(&self, media: &MediaRecord) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", media_pk(media.id))
+            .item("data", encode(media)?)
+            .item("kind", s("media"))
+            .item("media_type", media_type(media)?)
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(backend("DynamoDB PutItem replacing a media")(e)),
+        }
     }
 
     async fn get_media(&self, id: u64) -> Result<Option<MediaRecord>, StoreError> {

@@ -191,6 +191,24 @@ impl MediaStore for LocalMeta {
         .await
     }
 
+    async fn replace_media(&self, media: &MediaRecord) -> Result<bool, StoreError> {
+        let (id, bytes) = (media.id, encode(media)?);
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let written = {
+                let mut t = txn.open_table(MEDIA).map_err(backend)?;
+                let exists = t.get(id).map_err(backend)?.is_some();
+                if exists {
+                    t.insert(id, bytes.as_slice()).map_err(backend)?;
+                }
+                exists
+            };
+            txn.commit().map_err(backend)?;
+            Ok(written)
+        })
+        .await
+    }
+
     async fn get_media(&self, id: u64) -> Result<Option<MediaRecord>, StoreError> {
         self.run(move |db| {
             let txn = db.begin_read().map_err(backend)?;

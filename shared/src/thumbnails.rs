@@ -1,0 +1,171 @@
+//! Making and storing the thumbnails of image media (`domain::thumbnail` renders them).
+//!
+//! Where it happens is a setting (`Limits::thumbnails`): inline, by the request that creates the
+//! media (the local server), or deferred, by the thumbnail function fed with the table's stream of
+//! inserted image media (AWS), so that completing an upload never waits for image decoding. A
+//! thumbnail that cannot be made (not decodable, a decompression bomb) is logged and the media stays
+//! without one: a thumbnail is never a reason to fail.
+
+use anyhow::Context;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::api::App;
+use crate::domain::thumbnail::{self, Rendered};
+use crate::domain::{MediaRecord, StoredThumbnail};
+
+/// Renders the thumbnail of `bytes` (the media's image) and stores it; sets `media.thumbnail`.
+/// Errors are storage failures only; an image that gives no thumbnail is not one.
+pub async fn attach(app: &App, media: &mut MediaRecord, bytes: Bytes) -> anyhow::Result<()> {
+    let rendered = tokio::task::spawn_blocking(move || thumbnail::render(&bytes))
+        .await
+        .context("thumbnail rendering task")?;
+    let Rendered {
+        jpeg,
+        width,
+        height,
+        color,
+    } = match rendered {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(media_id = media.id, error = %e, "no thumbnail for this image");
+            return Ok(());
+        }
+    };
+    let key = thumbnail::key_for(media.id);
+    app.blobs
+        .put_object(&key, Bytes::from(jpeg), thumbnail::MIME)
+        .await?;
+    media.thumbnail = Some(StoredThumbnail {
+        key,
+        width,
+        height,
+        color,
+    });
+    Ok(())
+}
+
+/// `attach` for an image already in the blob store (an uploaded file at completion).
+pub async fn attach_stored(app: &App, media: &mut MediaRecord) -> anyhow::Result<()> {
+    let Some(key) = media.object_key.clone() else {
+        return Ok(());
+    };
+    // Images are at most `max_image_bytes`; one byte more tells a truncated read from a whole one.
+    let bytes = app
+        .blobs
+        .read_head(&key, app.limits.max_image_bytes + 1)
+        .await?;
+    if bytes.len() as u64 > app.limits.max_image_bytes {
+        tracing::warn!(
+            media_id = media.id,
+            "image larger than the image limit; no thumbnail"
+        );
+        return Ok(());
+    }
+    attach(app, media, bytes).await
+}
+
+/// The deferred path: makes the thumbnail of media `id` if it is an image without one, and writes
+/// the media back only if it still exists (a media deleted meanwhile stays deleted, and its
+/// just-stored thumbnail goes too).
+pub async fn make_for(app: &App, id: u64) -> anyhow::Result<()> {
+    let Some(mut media) = app.media.get_media(id).await? else {
+        return Ok(());
+    };
+    if !media.media_type.is_image() || media.thumbnail.is_some() {
+        return Ok(());
+    }
+    attach_stored(app, &mut media).await?;
+    let Some(thumb) = media.thumbnail.clone() else {
+        return Ok(());
+    };
+    if !app.media.replace_media(&media).await? {
+        app.blobs.delete_object(&thumb.key).await?;
+    }
+    Ok(())
+}
+
+/// The thumbnail function's event: a DynamoDB stream batch. Inserted image media get their
+/// thumbnail; every other record is ignored. Records whose storage calls failed are reported for a
+/// retry (`ReportBatchItemFailures`).
+pub async fn handle_stream_event(app: &App, event: &Value) -> Value {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut failures = Vec::new();
+    for record in records {
+        let Some(id) = inserted_image_media(record) else {
+            continue;
+        };
+        if let Err(e) = make_for(app, id).await {
+            tracing::warn!(
+                media_id = id,
+                error = format!("{e:#}"),
+                "thumbnail failed; the record will be retried"
+            );
+            let seq = record
+                .pointer("/dynamodb/SequenceNumber")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            failures.push(json!({"itemIdentifier": seq}));
+        }
+    }
+    json!({"batchItemFailures": failures})
+}
+
+/// The id of the media a stream record inserted, if it is an image media (the event source filter
+/// already selects these; checked again so that a wider filter changes nothing).
+pub fn inserted_image_media(record: &Value) -> Option<u64> {
+    if record.get("eventName").and_then(Value::as_str) != Some("INSERT") {
+        return None;
+    }
+    let new = record.pointer("/dynamodb/NewImage")?;
+    let is_image = matches!(
+        new.pointer("/media_type/S").and_then(Value::as_str),
+        Some("image" | "eimage")
+    );
+    let id = new
+        .pointer("/pk/S")
+        .and_then(Value::as_str)?
+        .strip_prefix("media#")?
+        .parse()
+        .ok()?;
+    is_image.then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(event: &str, pk: &str, media_type: &str) -> Value {
+        json!({"eventName": event, "dynamodb": {"SequenceNumber": "1", "NewImage": {
+            "pk": {"S": pk}, "kind": {"S": "media"}, "media_type": {"S": media_type}, "data": {"S": "{}"}}}})
+    }
+
+    #[test]
+    fn only_inserted_image_media_are_picked() {
+        assert_eq!(
+            inserted_image_media(&record("INSERT", "media#17", "image")),
+            Some(17)
+        );
+        assert_eq!(
+            inserted_image_media(&record("INSERT", "media#18", "eimage")),
+            Some(18)
+        );
+        assert_eq!(
+            inserted_image_media(&record("MODIFY", "media#17", "image")),
+            None
+        );
+        assert_eq!(
+            inserted_image_media(&record("INSERT", "media#17", "doc")),
+            None
+        );
+        assert_eq!(
+            inserted_image_media(&record("INSERT", "upload#ab", "image")),
+            None
+        );
+        assert_eq!(inserted_image_media(&json!({"eventName": "REMOVE"})), None);
+    }
+}
