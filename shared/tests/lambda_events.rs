@@ -180,6 +180,8 @@ async fn moto() -> Moto {
         ("MEDIA_BUCKET", bucket.as_str()),
         ("MEDIA_TABLE", table.as_str()),
         ("MEDIA_S3_FORCE_PATH_STYLE", "1"),
+        // As template.yaml sets it for the functions: thumbnails come later, from the stream.
+        ("MEDIA_THUMBNAILS", "deferred"),
     ];
     let (app, clients, cfg) = wiring::aws_app(&env, true).await.expect("the AWS app");
     assert_eq!(

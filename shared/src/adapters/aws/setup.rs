@@ -112,11 +112,12 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Res
                     .build()?,
             )
             .billing_mode(BillingMode::PayPerRequest)
-            // The cleanup function listens to TTL deletions on the stream.
+            // The cleanup function listens to TTL deletions on the stream (old images), the
+            // thumbnail function to inserted image media (new images); as in template.yaml.
             .stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
-                    .stream_view_type(StreamViewType::OldImage)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
                     .build()?,
             )
             .send()
