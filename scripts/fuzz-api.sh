@@ -12,7 +12,9 @@ cargo build --quiet -p media-local --bin media-local
 data="$(mktemp -d)"
 port="$(.venv-test/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 secret="fuzz-secret-$RANDOM"
-MEDIA_DATA_DIR="$data" MEDIA_LISTEN="127.0.0.1:$port" MEDIA_JWT_SECRET="$secret" target/debug/media-local >"$data/server.log" 2>&1 &
+# Server-side fetching is off: generated URLs must never make the server resolve or contact hosts
+# off this machine (url media and images from URLs then answer 400, which the document allows).
+MEDIA_FETCH_ENABLED=0 MEDIA_DATA_DIR="$data" MEDIA_LISTEN="127.0.0.1:$port" MEDIA_JWT_SECRET="$secret" target/debug/media-local >"$data/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$data"' EXIT
 # Wait until the server answers at all (any HTTP status).

@@ -132,6 +132,7 @@ fn fetch_limits(env: &dyn Env, d: &FetchLimits) -> Result<FetchLimits, ConfigErr
         0,
     )?;
     Ok(FetchLimits {
+        enabled: bool_var(env, "MEDIA_FETCH_ENABLED", d.enabled)?,
         allow_private: bool_var(env, "MEDIA_FETCH_ALLOW_PRIVATE", d.allow_private)?,
         max_bytes: u64_var(env, "MEDIA_FETCH_MAX_BYTES", d.max_bytes, 1)?,
         timeout_secs: u64_var(env, "MEDIA_FETCH_TIMEOUT_SECS", d.timeout_secs, 1)?,
@@ -218,11 +219,13 @@ mod tests {
             ("MEDIA_FETCH_TIMEOUT_SECS", "3"),
             ("MEDIA_FETCH_MAX_REDIRECTS", "0"),
             ("MEDIA_THUMBNAILS", "deferred"),
+            ("MEDIA_FETCH_ENABLED", "0"),
         ])
         .unwrap();
         assert_eq!(
             l.fetch,
             FetchLimits {
+                enabled: false,
                 allow_private: true,
                 max_bytes: 1000,
                 timeout_secs: 3,
@@ -232,6 +235,7 @@ mod tests {
         assert_eq!(l.thumbnails, ThumbnailMode::Deferred);
         for (var, bad) in [
             ("MEDIA_FETCH_ALLOW_PRIVATE", "maybe"),
+            ("MEDIA_FETCH_ENABLED", "sometimes"),
             ("MEDIA_FETCH_TIMEOUT_SECS", "0"),
             ("MEDIA_FETCH_MAX_REDIRECTS", "100"),
             ("MEDIA_THUMBNAILS", "later"),

@@ -23,6 +23,9 @@ pub struct Limits {
 /// into the network it runs in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchLimits {
+    /// Server-side fetching at all. Off, url media and images from URLs are refused with a 400
+    /// before any name is resolved (operators who want no outbound traffic; the API fuzz run).
+    pub enabled: bool,
     /// Private and loopback addresses become reachable (tests on loopback only). Link-local (cloud
     /// metadata), multicast and unspecified addresses stay refused whatever this says.
     pub allow_private: bool,
@@ -37,6 +40,7 @@ pub struct FetchLimits {
 impl Default for FetchLimits {
     fn default() -> Self {
         FetchLimits {
+            enabled: true,
             allow_private: false,
             max_bytes: 5 * MIB,
             timeout_secs: 10,

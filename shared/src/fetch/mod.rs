@@ -29,6 +29,7 @@ pub const USER_AGENT: &str = concat!(
 /// What one fetch may do; `max_bytes` is already the tighter of the fetch cap and the caller's own.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    pub enabled: bool,
     pub allow_private: bool,
     pub max_bytes: u64,
     pub timeout: Duration,
@@ -38,6 +39,7 @@ pub struct Policy {
 impl Policy {
     pub fn new(limits: &FetchLimits) -> Self {
         Policy {
+            enabled: limits.enabled,
             allow_private: limits.allow_private,
             max_bytes: limits.max_bytes,
             timeout: Duration::from_secs(limits.timeout_secs),
@@ -65,6 +67,8 @@ pub struct Fetched {
 /// 400 on the field that held the URL, never a 500.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    #[error("fetching URLs is disabled on this server")]
+    Disabled,
     #[error("{0:?} is not a valid URL")]
     BadUrl(String),
     #[error("only http and https URLs can be fetched, not {0}:")]
@@ -98,6 +102,9 @@ impl FetchError {
 
 /// GETs `url` under `policy`, following redirects, and returns the body of the final 2xx answer.
 pub async fn get(url: &str, policy: &Policy, accept: &str) -> Result<Fetched, FetchError> {
+    if !policy.enabled {
+        return Err(FetchError::Disabled);
+    }
     let start = Url::parse(url.trim()).map_err(|_| FetchError::BadUrl(url.to_string()))?;
     let secs = policy.timeout.as_secs().max(1);
     match tokio::time::timeout(policy.timeout, follow(start, policy, accept)).await {
@@ -240,6 +247,19 @@ fn network(e: reqwest::Error) -> FetchError {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn disabled_fetching_refuses_before_resolving() {
+        let policy = super::Policy::new(&crate::domain::FetchLimits {
+            enabled: false,
+            ..Default::default()
+        });
+        let e = super::get("http://example.invalid/", &policy, "*/*")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, super::FetchError::Disabled), "{e}");
+        assert_eq!(e.on_field("url").status(), 400);
+    }
+
     use super::*;
 
     fn policy() -> Policy {
