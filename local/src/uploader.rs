@@ -37,7 +37,12 @@ pub enum Outcome {
         upload_id: String,
         resumed_from: u64,
         chunks: usize,
+        /// The whole call: chunks, the client's MD5 pass over the file, and completion.
         elapsed: Duration,
+        /// From the start to the answer of the last chunk.
+        chunks_elapsed: Duration,
+        /// The completion request alone (sent until its answer is read), without the MD5 pass.
+        complete_elapsed: Duration,
     },
     Interrupted {
         upload_id: String,
@@ -118,6 +123,7 @@ pub async fn upload(client: &reqwest::Client, opts: &UploadOptions) -> anyhow::R
         bar.set_position(offset);
     }
     bar.finish_and_clear();
+    let chunks_elapsed = started.elapsed();
 
     let upload_id = upload_id.context("no upload id after the last chunk")?;
     let md5 = file_md5(&opts.file).await?;
@@ -125,6 +131,7 @@ pub async fn upload(client: &reqwest::Client, opts: &UploadOptions) -> anyhow::R
     if let Some(t) = &opts.media_type {
         form.push(("type", t.clone()));
     }
+    let complete_started = Instant::now();
     let resp = with_retries(|| {
         client
             .post(url(opts, "/api/v2/media/upload/complete/"))
@@ -138,6 +145,7 @@ pub async fn upload(client: &reqwest::Client, opts: &UploadOptions) -> anyhow::R
         .json()
         .await
         .context("complete: the answer is not JSON")?;
+    let complete_elapsed = complete_started.elapsed();
     if !(status == 201 || status == 200) {
         bail!("complete: HTTP {status}: {media}");
     }
@@ -148,6 +156,8 @@ pub async fn upload(client: &reqwest::Client, opts: &UploadOptions) -> anyhow::R
         resumed_from,
         chunks,
         elapsed: started.elapsed(),
+        chunks_elapsed,
+        complete_elapsed,
     })
 }
 

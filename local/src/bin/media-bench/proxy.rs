@@ -1,0 +1,226 @@
+//! A counting HTTP proxy on loopback between media-local (its `AWS_ENDPOINT_URL`) and moto. It
+//! forwards every request unchanged (Host included, so signatures stay valid) and counts S3
+//! requests per operation, DynamoDB requests per `X-Amz-Target`, the body bytes of S3 PUTs (the
+//! decoded length of aws-chunked bodies) and the body bytes of S3 GET answers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+
+#[derive(Debug, Default, Clone)]
+pub struct Counts {
+    /// S3 requests by operation (the SDK's `x-id`, else method and query keys).
+    pub s3: BTreeMap<String, u64>,
+    /// DynamoDB requests by `X-Amz-Target` operation.
+    pub dynamodb: BTreeMap<String, u64>,
+    pub s3_put_bytes: u64,
+    pub s3_get_bytes: u64,
+    pub errors: u64,
+}
+
+impl Counts {
+    pub fn s3_total(&self) -> u64 {
+        self.s3.values().sum()
+    }
+    pub fn dynamodb_total(&self) -> u64 {
+        self.dynamodb.values().sum()
+    }
+    /// What happened since `before`.
+    pub fn since(&self, before: &Counts) -> Counts {
+        let diff = |now: &BTreeMap<String, u64>, then: &BTreeMap<String, u64>| {
+            now.iter()
+                .map(|(k, v)| (k.clone(), v - then.get(k).copied().unwrap_or(0)))
+                .filter(|(_, v)| *v > 0)
+                .collect()
+        };
+        Counts {
+            s3: diff(&self.s3, &before.s3),
+            dynamodb: diff(&self.dynamodb, &before.dynamodb),
+            s3_put_bytes: self.s3_put_bytes - before.s3_put_bytes,
+            s3_get_bytes: self.s3_get_bytes - before.s3_get_bytes,
+            errors: self.errors - before.errors,
+        }
+    }
+}
+
+struct Proxy {
+    upstream: String,
+    client: reqwest::Client,
+    counts: Mutex<Counts>,
+}
+
+pub struct Running {
+    pub url: String,
+    proxy: Arc<Proxy>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub fn counts(&self) -> Counts {
+        match self.proxy.counts.lock() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the proxy on a free loopback port, forwarding to `upstream` (e.g. `http://127.0.0.1:5000`).
+pub async fn start(upstream: &str) -> anyhow::Result<Running> {
+    let url = reqwest::Url::parse(upstream).with_context(|| format!("parsing {upstream}"))?;
+    anyhow::ensure!(
+        matches!(url.host_str(), Some("127.0.0.1") | Some("localhost")),
+        "the AWS endpoint {upstream} is not on loopback"
+    );
+    let proxy = Arc::new(Proxy {
+        upstream: upstream.trim_end_matches('/').to_string(),
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .context("building the proxy's HTTP client")?,
+        counts: Mutex::new(Counts::default()),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the counting proxy")?;
+    let addr = listener.local_addr()?;
+    let router = axum::Router::new()
+        .fallback(forward)
+        .with_state(proxy.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            eprintln!("counting proxy stopped: {e}");
+        }
+    });
+    Ok(Running {
+        url: format!("http://{addr}"),
+        proxy,
+        task,
+    })
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "expect",
+    "te",
+    "upgrade",
+];
+
+async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
+    match try_forward(&p, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Ok(mut c) = p.counts.lock() {
+                c.errors += 1;
+            }
+            let mut r = Response::new(Body::from(format!("counting proxy: {e:#}")));
+            *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+            r
+        }
+    }
+}
+
+async fn try_forward(p: &Proxy, req: Request) -> anyhow::Result<Response> {
+    let (parts, body) = req.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, 256 << 20)
+        .await
+        .context("reading the request body")?;
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let target = header("x-amz-target");
+    let is_put = parts.method == http::Method::PUT;
+    let is_get = parts.method == http::Method::GET;
+    let put_bytes = header("x-amz-decoded-content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(body.len() as u64);
+    let op = match &target {
+        Some(t) => t.rsplit('.').next().unwrap_or(t).to_string(),
+        None => s3_operation(&parts.method, parts.uri.query()),
+    };
+
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut out = p
+        .client
+        .request(parts.method.clone(), format!("{}{path}", p.upstream));
+    for (name, value) in &parts.headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            out = out.header(name, value);
+        }
+    }
+    let resp = out
+        .body(body)
+        .send()
+        .await
+        .context("forwarding to the AWS endpoint")?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let answer = resp.bytes().await.context("reading the upstream answer")?;
+
+    if let Ok(mut c) = p.counts.lock() {
+        if target.is_some() {
+            *c.dynamodb.entry(op).or_default() += 1;
+        } else {
+            *c.s3.entry(op).or_default() += 1;
+            if is_put {
+                c.s3_put_bytes += put_bytes;
+            }
+            if is_get {
+                c.s3_get_bytes += answer.len() as u64;
+            }
+        }
+    }
+
+    let mut r = Response::new(Body::from(answer));
+    *r.status_mut() = status;
+    // A HEAD answer has no body; its Content-Length is the object's size and must pass through.
+    let is_head = parts.method == http::Method::HEAD;
+    for (name, value) in &headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) || (is_head && name == http::header::CONTENT_LENGTH)
+        {
+            r.headers_mut().append(name, value.clone());
+        }
+    }
+    Ok(r)
+}
+
+/// The SDK names the operation in `x-id`; otherwise the method and the query's keys say it.
+fn s3_operation(method: &http::Method, query: Option<&str>) -> String {
+    let pairs: Vec<(String, String)> = query.map(form_pairs).unwrap_or_default();
+    if let Some((_, id)) = pairs.iter().find(|(k, _)| k == "x-id") {
+        return id.clone();
+    }
+    let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    if keys.is_empty() {
+        method.to_string()
+    } else {
+        format!("{method} ?{}", keys.join("&"))
+    }
+}
+
+fn form_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.to_string(), String::new()),
+        })
+        .collect()
+}
