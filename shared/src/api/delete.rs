@@ -1,8 +1,7 @@
 //! DELETE /api/v2/media/{id}/: creator only; removes the stored bytes, then the record, so that a
 //! failure half-way leaves a media a retried DELETE can still remove.
 
-use super::auth::require_user;
-use super::{media_id_from_path, response, App, Request, Response};
+use super::{response, App, Request, Response};
 use crate::domain::ApiError;
 
 pub async fn handle(app: &App, req: Request) -> Response {
@@ -10,13 +9,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
 }
 
 async fn delete(app: &App, req: Request) -> Result<Response, ApiError> {
-    let user = require_user(&req)?;
-    let media = app
-        .media_or_404(media_id_from_path(req.uri().path())?)
-        .await?;
-    if media.owner != user {
-        return Err(ApiError::Forbidden);
-    }
+    let media = app.creators_media(&req).await?;
     for key in media.stored_keys() {
         app.blobs.delete_object(key).await?;
     }

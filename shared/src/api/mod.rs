@@ -58,6 +58,19 @@ impl App {
         Ok(session)
     }
 
+    /// The media named by the request's path, for a change only its creator may make: 401 without a
+    /// user, 404 for an unknown media, 403 for anyone but the creator.
+    pub async fn creators_media(&self, req: &Request) -> Result<MediaRecord, ApiError> {
+        let user = auth::require_user(req)?;
+        let media = self
+            .media_or_404(media_id_from_path(req.uri().path())?)
+            .await?;
+        if media.owner != user {
+            return Err(ApiError::Forbidden);
+        }
+        Ok(media)
+    }
+
     pub async fn media_or_404(&self, id: u64) -> Result<MediaRecord, ApiError> {
         self.media
             .get_media(id)

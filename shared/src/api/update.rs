@@ -4,9 +4,8 @@
 
 use serde_json::Value;
 
-use super::auth::require_user;
 use super::form::json_object;
-use super::{media_id_from_path, response, App, Request, Response};
+use super::{response, App, Request, Response};
 use crate::domain::sniff::extension_for;
 use crate::domain::{ApiError, MediaType};
 use crate::fetch;
@@ -16,13 +15,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
 }
 
 async fn update(app: &App, req: Request) -> Result<Response, ApiError> {
-    let user = require_user(&req)?;
-    let mut media = app
-        .media_or_404(media_id_from_path(req.uri().path())?)
-        .await?;
-    if media.owner != user {
-        return Err(ApiError::Forbidden);
-    }
+    let mut media = app.creators_media(&req).await?;
     let body = json_object(req.body())?;
     if media.media_type != MediaType::Url {
         return Err(ApiError::bad_request(
