@@ -134,9 +134,10 @@ fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("{key} in {path} is not a number: {line:?}"))
 }
 
-/// The `media-local` binary next to this one (the same cargo profile). Run through `cargo run`
-/// (`CARGO` set), it is built first so that it is never older than its sources.
-pub async fn find_server_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// The `media-local` binary next to this one (the same cargo profile). `cargo run --bin media-bench`
+/// builds only this binary, so the server is built first: `cargo build --release -p media-local`.
+/// (Building it from here through `$CARGO` made cargo rebuild the package on every run.)
+pub fn find_server_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(p) = explicit {
         anyhow::ensure!(p.is_file(), "--media-local {}: no such file", p.display());
         return Ok(p);
@@ -144,34 +145,9 @@ pub async fn find_server_binary(explicit: Option<PathBuf>) -> anyhow::Result<Pat
     let me = std::env::current_exe().context("locating this executable")?;
     let dir = me.parent().context("this executable has no directory")?;
     let binary = dir.join("media-local");
-    if let Ok(cargo) = std::env::var("CARGO") {
-        let release = dir.file_name().is_some_and(|n| n == "release");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "media-local",
-            "--bin",
-            "media-local",
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .kill_on_drop(true);
-        if release {
-            cmd.arg("--release");
-        }
-        eprintln!("building media-local next to media-bench ...");
-        let status = tokio::time::timeout(Duration::from_secs(1800), cmd.status())
-            .await
-            .context("building media-local took over 30 minutes")?
-            .context("running cargo build for media-local")?;
-        anyhow::ensure!(status.success(), "cargo build of media-local failed");
-    }
     anyhow::ensure!(
         binary.is_file(),
-        "{} not found: build it with `cargo build --release -p media-local`",
+        "{} not found: build it first with `cargo build --release -p media-local`",
         binary.display()
     );
     Ok(binary)

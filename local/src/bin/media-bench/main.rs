@@ -4,6 +4,7 @@
 //! and the date. Figures are compared with references measured in the same run (the machine is
 //! shared and loaded; ratios within one run are what can be trusted).
 //!
+//!     cargo build --release -p media-local
 //!     cargo run --release -p media-local --bin media-bench -- [--size-mib 256] [--skip-aws] [--out docs/BENCHMARKS.md]
 //!
 //! The AWS part needs the S3/DynamoDB server of `eval "$(scripts/start-moto.sh)"` (AWS_ENDPOINT_URL).
@@ -82,7 +83,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "{} cores, {}, load {} at start",
         machine.nproc, machine.cpu, machine.load
     );
-    let binary = child::find_server_binary(args.media_local.clone()).await?;
+    let binary = child::find_server_binary(args.media_local.clone())?;
     let parent = args.scratch.clone().unwrap_or_else(std::env::temp_dir);
     let scratch = tempfile::Builder::new()
         .prefix("media-bench-")

@@ -150,6 +150,7 @@ fn command(args: &Args) -> String {
     if !args.skip_aws {
         c.push_str("eval \"$(scripts/start-moto.sh)\"\n");
     }
+    c.push_str("cargo build --release -p media-local\n");
     c.push_str("cargo run --release -p media-local --bin media-bench");
     let given: Vec<String> = std::env::args().skip(1).collect();
     if !given.is_empty() {
