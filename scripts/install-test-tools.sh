@@ -8,7 +8,12 @@ want=(
   "moto[server]==5.1.22" # 5.2.x answers ListParts with an XML root the Rust SDK cannot decode
   "cfn-lint==1.*"
   "schemathesis==4.*"
+  "cargo-lambda==1.9.2" # builds the functions for Lambda (arm64, linked with zig)
+  "ziglang==0.17.0"
 )
-if ! "$VENV/bin/python" -m pip show moto cfn-lint schemathesis >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -m pip show moto cfn-lint schemathesis cargo-lambda ziglang >/dev/null 2>&1; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${want[@]}"
 fi
+
+# The functions run on arm64 (template.yaml): the standard library for that target.
+rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
