@@ -87,23 +87,7 @@ impl Server {
 
     /// utime + stime so far, in clock ticks.
     pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
-        let path = format!("/proc/{}/stat", self.pid);
-        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let rest = stat
-            .rsplit_once(')')
-            .with_context(|| format!("no ')' in {path}"))?
-            .1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // rest starts at field 3 (state); utime and stime are fields 14 and 15.
-        let field = |n: usize| -> anyhow::Result<u64> {
-            fields
-                .get(n - 3)
-                .with_context(|| format!("{path} has no field {n}"))?
-                .parse()
-                .with_context(|| format!("field {n} of {path} is not a number"))
-        };
-        Ok(field(14)? + field(15)?)
+        cpu_ticks(&format!("/proc/{}/stat", self.pid))
     }
 
     /// Peak resident set size (VmHWM) in KiB.
@@ -117,6 +101,26 @@ impl Server {
             .await
             .with_context(|| format!("stopping the server (pid {})", self.pid))
     }
+}
+
+/// utime + stime of a process (`/proc/<pid>/stat`, or `/proc/self/stat`), in clock ticks.
+pub fn cpu_ticks(path: &str) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .with_context(|| format!("no ')' in {path}"))?
+        .1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    let field = |n: usize| -> anyhow::Result<u64> {
+        fields
+            .get(n - 3)
+            .with_context(|| format!("{path} has no field {n}"))?
+            .parse()
+            .with_context(|| format!("field {n} of {path} is not a number"))
+    };
+    Ok(field(14)? + field(15)?)
 }
 
 fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
