@@ -86,6 +86,11 @@ impl BlobStore for LocalBlobs {
             file.write_all_at(&data, at).with_context(|| {
                 format!("writing {} bytes at {at} of {}", data.len(), path.display())
             })?;
+            // On disk before the session commit acknowledges it: an acknowledged chunk survives a
+            // power loss, not only a crash of the process, and completing needs to flush nothing
+            // but metadata, whatever the file's size.
+            file.sync_data()
+                .with_context(|| format!("flushing {}", path.display()))?;
             Ok(())
         })
         .await?;
