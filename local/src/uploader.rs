@@ -209,7 +209,10 @@ fn chunk_form(
     }
     form.part(
         "image",
-        reqwest::multipart::Part::stream(data.clone()).file_name(name.to_string()),
+        // With its length known the form has a Content-Length, as browsers send it, instead of a
+        // chunked body the server cannot size its buffer for.
+        reqwest::multipart::Part::stream_with_length(data.clone(), data.len() as u64)
+            .file_name(name.to_string()),
     )
 }
 
