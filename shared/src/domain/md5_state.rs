@@ -40,6 +40,12 @@ impl ResumableMd5 {
         Ok(())
     }
 
+    /// The state after feeding `data` (consumes this one; clone to keep it).
+    pub fn advanced(mut self, data: &[u8]) -> anyhow::Result<Self> {
+        self.update(data)?;
+        Ok(self)
+    }
+
     /// The lowercase hex digest of everything fed so far; the state itself is left as it is.
     pub fn hex_digest(&self) -> anyhow::Result<String> {
         Ok(hex::encode(self.hasher()?.finalize()))

@@ -301,19 +301,15 @@ impl UploadSession {
         Ok(())
     }
 
-    /// Records a written chunk: the MD5 moves forward, the offset too, and the lease is given back.
-    pub fn accept_chunk(
-        &mut self,
-        plan: &ChunkPlan,
-        data: &[u8],
-        staging: StagingState,
-    ) -> anyhow::Result<()> {
+    /// Records a written chunk: the MD5 state moved forward over exactly this chunk
+    /// (`self.md5.clone().advanced(chunk)`, computed wherever is convenient, e.g. while the bytes
+    /// are being written), the offset moves too, and the lease is given back.
+    pub fn accept_chunk(&mut self, plan: &ChunkPlan, md5: ResumableMd5, staging: StagingState) {
         debug_assert_eq!(plan.start, self.offset);
-        self.md5.update(data)?;
+        self.md5 = md5;
         self.offset = plan.start + plan.len;
         self.staging = staging;
         self.lease = None;
-        Ok(())
     }
 
     /// Compares the client's MD5 with the carried-forward one. `Err` carries the field error.
@@ -472,8 +468,11 @@ mod tests {
             len: 2,
             total: 3,
         };
-        s.accept_chunk(&plan, b"ab", StagingState::default())
-            .unwrap();
+        s.accept_chunk(
+            &plan,
+            s.md5.clone().advanced(b"ab").unwrap(),
+            StagingState::default(),
+        );
         assert!(s
             .check_completable(now)
             .unwrap_err()
@@ -484,8 +483,11 @@ mod tests {
             len: 1,
             total: 3,
         };
-        s.accept_chunk(&plan, b"c", StagingState::default())
-            .unwrap();
+        s.accept_chunk(
+            &plan,
+            s.md5.clone().advanced(b"c").unwrap(),
+            StagingState::default(),
+        );
         s.check_completable(now).unwrap();
         // md5("abc")
         assert!(s

@@ -165,7 +165,8 @@ pub async fn send_chunk(env: &TestEnv, session: &mut UploadSession, chunk: &[u8]
         .write_chunk(session, &p, Bytes::copy_from_slice(chunk))
         .await
         .unwrap();
-    session.accept_chunk(&p, chunk, staging).unwrap();
+    let md5 = session.md5.clone().advanced(chunk).unwrap();
+    session.accept_chunk(&p, md5, staging);
     let expected = session.version;
     session.version += 1;
     env.meta.put_upload(session, Some(expected)).await.unwrap();
