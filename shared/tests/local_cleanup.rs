@@ -3,24 +3,21 @@
 //! then freed by `cleanup::sweep`. Checked against the files on disk and the database, not only the
 //! report.
 
+mod handlers;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use md5::Digest;
+use handlers::*;
 use media_shared::adapters::local::{LocalBlobs, LocalMeta};
-use media_shared::api::auth::Caller;
-use media_shared::api::{routes, App};
+use media_shared::api::App;
 use media_shared::cleanup::{self, SweepReport};
 use media_shared::domain::upload::UploadStatus;
 use media_shared::domain::Limits;
 use media_shared::ports::UploadStore;
-use serde_json::Value;
 use time::OffsetDateTime;
 
-const USER: &str = "alice";
-const CHUNK: usize = 204_800;
 const FILES_URL: &str = "http://127.0.0.1:9/files";
 
 struct Local {
@@ -50,120 +47,6 @@ fn fresh() -> Local {
         blobs,
         dir,
     }
-}
-
-fn pdf(len: usize, seed: u8) -> Vec<u8> {
-    use rand::{RngCore, SeedableRng};
-    let mut v = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
-    let mut body = vec![0u8; len - v.len() - 6];
-    rand::rngs::StdRng::seed_from_u64(seed.into()).fill_bytes(&mut body);
-    v.extend(body);
-    v.extend_from_slice(b"%%EOF\n");
-    v
-}
-
-fn md5_hex(data: &[u8]) -> String {
-    hex::encode(md5::Md5::digest(data))
-}
-
-fn request(method: &str, path: &str, content_type: &str, body: Vec<u8>) -> http::Request<Bytes> {
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", content_type)
-        .body(Bytes::from(body))
-        .unwrap();
-    req.extensions_mut().insert(Caller::User(USER.into()));
-    req
-}
-
-async fn call(app: &App, req: http::Request<Bytes>) -> (u16, Value) {
-    let resp = routes::route(app, req).await;
-    let status = resp.status().as_u16();
-    let body = resp.into_body();
-    if body.is_empty() {
-        return (status, Value::Null);
-    }
-    (status, serde_json::from_slice(&body).unwrap())
-}
-
-/// One chunk as the official client sends it: `upload_id` first, then the file part `image`.
-async fn chunk(
-    app: &App,
-    id: Option<&str>,
-    data: &[u8],
-    start: usize,
-    total: usize,
-) -> (u16, Value) {
-    let boundary = format!("----cleanup{}", uuid::Uuid::new_v4().simple());
-    let mut body = Vec::with_capacity(data.len() + 512);
-    if let Some(id) = id {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"upload_id\"\r\n\r\n{id}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"doc.pdf\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(data);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let mut req = request(
-        "POST",
-        "/api/v2/media/upload/chunk/",
-        &format!("multipart/form-data; boundary={boundary}"),
-        body,
-    );
-    let range = format!("bytes {}-{}/{}", start, start + data.len() - 1, total);
-    req.headers_mut()
-        .insert("content-range", range.parse().unwrap());
-    call(app, req).await
-}
-
-/// Sends `data` in chunks of `size` until at least `upto` bytes are in; returns the upload id.
-async fn upload(app: &App, data: &[u8], size: usize, upto: usize) -> String {
-    let mut id: Option<String> = None;
-    let mut offset = 0;
-    while offset < upto {
-        let len = size.min(data.len() - offset);
-        let (status, body) = chunk(
-            app,
-            id.as_deref(),
-            &data[offset..offset + len],
-            offset,
-            data.len(),
-        )
-        .await;
-        assert_eq!(status, 201, "chunk at {offset}: {body}");
-        offset += len;
-        id = Some(body["upload_id"].as_str().unwrap().to_string());
-    }
-    id.unwrap()
-}
-
-async fn complete(app: &App, id: &str, md5: &str) -> (u16, Value) {
-    let body = format!("upload_id={id}&md5={md5}").into_bytes();
-    let req = request(
-        "POST",
-        "/api/v2/media/upload/complete/",
-        "application/x-www-form-urlencoded",
-        body,
-    );
-    call(app, req).await
-}
-
-async fn get_media(app: &App, id: u64) -> (u16, Value) {
-    call(
-        app,
-        request("GET", &format!("/api/v2/media/{id}/"), "", Vec::new()),
-    )
-    .await
 }
 
 /// Every file under `dir`, relative to it, sorted.
@@ -196,14 +79,14 @@ struct Uploads {
 async fn make_uploads(l: &Local, seed: u8) -> Uploads {
     let app = &l.app;
     let small = pdf(150_000, seed);
-    let fresh = upload(app, &small, small.len(), small.len()).await;
+    let fresh = upload(app, &small, &[small.len()], small.len()).await;
     let big = pdf(12 * 1024 * 1024, seed + 1);
-    let half = upload(app, &big, CHUNK, 5 * CHUNK).await;
+    let half = upload(app, &big, &[CHUNK], 5 * CHUNK).await;
     let doc = pdf(300_000, seed + 2);
-    let completed = upload(app, &doc, CHUNK, doc.len()).await;
+    let completed = upload(app, &doc, &[CHUNK], doc.len()).await;
     let (status, media) = complete(app, &completed, &md5_hex(&doc)).await;
     assert_eq!(status, 201, "{media}");
-    let failed = upload(app, &pdf(300_000, seed + 3), CHUNK, 300_000).await;
+    let failed = upload(app, &pdf(300_000, seed + 3), &[CHUNK], 300_000).await;
     let (status, body) = complete(app, &failed, &md5_hex(b"not it")).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["errors"][0]["code"], "md5_mismatch", "{body}");
@@ -298,7 +181,7 @@ async fn live_uploads_survive_the_sweep() {
     let mut long = l.app.clone();
     long.limits.upload_ttl_secs = 3600;
     let big = pdf(2_000_000, 20);
-    let live = upload(&long, &big, CHUNK, 2 * CHUNK).await;
+    let live = upload(&long, &big, &[CHUNK], 2 * CHUNK).await;
     let report = cleanup::sweep(&l.app, OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -342,8 +225,8 @@ async fn one_failing_session_does_not_stop_the_sweep() {
     let l = fresh();
     let big = pdf(2_000_000, 40);
     let mut ids = [
-        upload(&l.app, &big, CHUNK, CHUNK).await,
-        upload(&l.app, &big, CHUNK, CHUNK).await,
+        upload(&l.app, &big, &[CHUNK], CHUNK).await,
+        upload(&l.app, &big, &[CHUNK], CHUNK).await,
     ];
     ids.sort();
     // The first one in listing order is the poisoned one.
@@ -374,7 +257,7 @@ async fn one_failing_session_does_not_stop_the_sweep() {
 async fn a_session_with_a_live_lease_is_left_for_a_later_sweep() {
     let l = fresh();
     let big = pdf(1_000_000, 41);
-    let id = upload(&l.app, &big, CHUNK, CHUNK).await;
+    let id = upload(&l.app, &big, &[CHUNK], CHUNK).await;
     wait_until_expired(&l, &id).await;
     let mut session = l.meta.get_upload(&id).await.unwrap().unwrap();
     session.take_lease(OffsetDateTime::now_utc(), 60).unwrap();
