@@ -11,6 +11,7 @@
 //!
 //! The tests that only read the fixture need no moto server.
 
+mod aws_support;
 mod handlers;
 
 use std::collections::{BTreeSet, HashMap};
@@ -88,51 +89,11 @@ async fn session(app: &App, id: &str) -> UploadSession {
 // Storage as it really is.
 
 async fn keys(aws: &Aws, prefix: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let page = aws
-            .clients
-            .s3
-            .list_objects_v2()
-            .bucket(&aws.cfg.bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .unwrap();
-        out.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(String::from)),
-        );
-        match page.next_continuation_token {
-            Some(t) if page.is_truncated == Some(true) => token = Some(t),
-            _ => return out,
-        }
-    }
+    aws_support::list_keys(&aws.clients.s3, &aws.cfg.bucket, prefix).await
 }
 
-/// Every multipart upload in progress in the bucket, as (key, upload id).
 async fn multipart_uploads(aws: &Aws) -> Vec<(String, String)> {
-    let out = aws
-        .clients
-        .s3
-        .list_multipart_uploads()
-        .bucket(&aws.cfg.bucket)
-        .send()
-        .await
-        .unwrap();
-    assert_ne!(out.is_truncated(), Some(true), "more uploads than one page");
-    out.uploads()
-        .iter()
-        .map(|u| {
-            (
-                u.key().unwrap_or_default().to_string(),
-                u.upload_id().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    aws_support::list_multipart_uploads(&aws.clients.s3, &aws.cfg.bucket).await
 }
 
 type Item = HashMap<String, AttributeValue>;

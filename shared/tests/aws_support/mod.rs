@@ -178,14 +178,17 @@ pub async fn send_chunk(env: &TestEnv, session: &mut UploadSession, chunk: &[u8]
 
 /// Every key in the bucket under `prefix`.
 pub async fn keys(env: &TestEnv, prefix: &str) -> Vec<String> {
+    list_keys(&env.clients.s3, &env.cfg.bucket, prefix).await
+}
+
+/// Every key in `bucket` under `prefix`, across pages.
+pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut token = None;
     loop {
-        let page = env
-            .clients
-            .s3
+        let page = s3
             .list_objects_v2()
-            .bucket(&env.cfg.bucket)
+            .bucket(bucket)
             .prefix(prefix)
             .set_continuation_token(token.take())
             .send()
@@ -205,14 +208,21 @@ pub async fn keys(env: &TestEnv, prefix: &str) -> Vec<String> {
 
 /// Every multipart upload in progress in the bucket, as (key, upload id).
 pub async fn multipart_uploads(env: &TestEnv) -> Vec<(String, String)> {
-    let out = env
-        .clients
-        .s3
+    list_multipart_uploads(&env.clients.s3, &env.cfg.bucket).await
+}
+
+/// Every multipart upload in progress in `bucket`, as (key, upload id); one page is all a test makes.
+pub async fn list_multipart_uploads(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Vec<(String, String)> {
+    let out = s3
         .list_multipart_uploads()
-        .bucket(&env.cfg.bucket)
+        .bucket(bucket)
         .send()
         .await
         .unwrap();
+    assert_ne!(out.is_truncated(), Some(true), "more uploads than one page");
     out.uploads()
         .iter()
         .map(|u| {
