@@ -1,17 +1,15 @@
-//! The local server's settings: the shared limits plus where to listen, where to keep data, how to
-//! verify tokens and where files are served from. See the README's configuration table.
+//! The local server's settings: the shared limits and backend plus where to listen, how to verify
+//! tokens and where files are served from. See the README's configuration table.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use media_shared::adapters::aws::AwsConfig;
 use media_shared::config::{self, ConfigError, Env};
 use media_shared::domain::Limits;
+use media_shared::wiring::Backend;
 
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
     pub listen: SocketAddr,
-    pub data_dir: PathBuf,
     /// `None`: a development secret is used and a ready-made token is printed at start-up.
     pub jwt_secret: Option<String>,
     /// Prefix of the URLs put in media (`image`, `url`); defaults to `http://<listen address>`.
@@ -19,19 +17,6 @@ pub struct LocalConfig {
     pub sweep_every_secs: u64,
     pub limits: Limits,
     pub backend: Backend,
-}
-
-/// Where the server keeps its data: the embedded default, or S3 + DynamoDB (or servers speaking their
-/// protocols, e.g. moto on loopback via `AWS_ENDPOINT_URL`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Backend {
-    Local,
-    Aws {
-        config: AwsConfig,
-        /// `MEDIA_CREATE_RESOURCES=1`: create a missing bucket and table (same keys, TTL and stream as
-        /// the SAM template), so a fresh S3/DynamoDB-compatible server needs no other step.
-        create_resources: bool,
-    },
 }
 
 pub const DEV_SECRET: &str = "media-local-development-secret";
@@ -47,27 +32,11 @@ impl LocalConfig {
         };
         Ok(LocalConfig {
             listen,
-            data_dir: env
-                .get("MEDIA_DATA_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(".media-data")),
             jwt_secret: env.get("MEDIA_JWT_SECRET"),
             public_base_url: config::url_var(env, "MEDIA_PUBLIC_BASE_URL")?,
             sweep_every_secs: config::u64_var(env, "MEDIA_SWEEP_SECS", 60, 1)?,
             limits: config::limits(env)?,
-            backend: match env.get("MEDIA_BACKEND").as_deref().map(str::trim) {
-                None | Some("local") => Backend::Local,
-                Some("aws") => Backend::Aws {
-                    config: AwsConfig::from_env(env)?,
-                    create_resources: config::bool_var(env, "MEDIA_CREATE_RESOURCES", false)?,
-                },
-                Some(other) => {
-                    return Err(ConfigError {
-                        var: "MEDIA_BACKEND",
-                        message: format!("{other:?} is not a backend: use local or aws"),
-                    })
-                }
-            },
+            backend: Backend::from_env(env)?,
         })
     }
 }
@@ -101,7 +70,12 @@ mod tests {
             }
         ));
         let c = LocalConfig::from_env(&[("MEDIA_LISTEN", "127.0.0.1:0")]).unwrap();
-        assert_eq!(c.backend, Backend::Local);
+        assert_eq!(
+            c.backend,
+            Backend::Local {
+                data_dir: ".media-data".into()
+            }
+        );
         assert_eq!(c.listen.port(), 0);
         assert!(c.jwt_secret.is_none());
     }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use media_local::config::{Backend, LocalConfig};
+use media_local::config::LocalConfig;
 use media_local::uploader::{self, Outcome, UploadOptions};
 use media_shared::config::ProcessEnv;
+use media_shared::wiring;
 
 #[derive(Parser)]
 #[command(
@@ -57,21 +58,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(config()?).await,
         Command::Sweep => {
             let config = config()?;
-            let app = match &config.backend {
-                Backend::Local => media_local::server::open(&config, "http://unused")?.0,
-                Backend::Aws {
-                    config: aws,
-                    create_resources,
-                } => {
-                    media_shared::wiring::aws_app_with(
-                        config.limits.clone(),
-                        aws,
-                        *create_resources,
-                    )
-                    .await?
-                    .0
-                }
-            };
+            // The sweep serves no files, so its App is built without a files URL.
+            let app = wiring::build(&config.backend, config.limits.clone(), None)
+                .await?
+                .app;
             let report =
                 media_shared::cleanup::sweep(&app, time::OffsetDateTime::now_utc()).await?;
             println!("{}", serde_json::to_string(&report)?);

@@ -10,18 +10,17 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use media_shared::adapters::aws::{AwsClients, AwsConfig};
-use media_shared::adapters::local::{LocalBlobs, LocalMeta};
 use media_shared::api::auth::{ClientIp, Hs256};
-use media_shared::api::{response, routes, App};
+use media_shared::api::{response, routes};
+use media_shared::app::App;
 use media_shared::cleanup;
 use media_shared::domain::ApiError;
-use media_shared::wiring;
+use media_shared::wiring::{self, Stores, Wired};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_http::services::ServeDir;
 
-use crate::config::{Backend, LocalConfig, DEV_SECRET};
+use crate::config::{LocalConfig, DEV_SECRET};
 
 /// Room for the multipart framing and form fields around the largest allowed chunk.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -41,18 +40,6 @@ pub struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The stores behind the App, for inspection (tests, tools).
-pub enum Stores {
-    Local {
-        meta: LocalMeta,
-        blobs: Arc<LocalBlobs>,
-    },
-    Aws {
-        clients: AwsClients,
-        config: AwsConfig,
-    },
-}
-
 /// Issues tokens with the server's secret (the dev token at start-up; tests).
 pub struct Hs256Issuer(Hs256);
 
@@ -60,21 +47,6 @@ impl Hs256Issuer {
     pub fn token(&self, sub: &str) -> anyhow::Result<String> {
         self.0.issue(sub, 30 * 24 * 3600)
     }
-}
-
-/// The handlers' App on the local stores under `MEDIA_DATA_DIR`; files are served below `base`/files.
-pub fn open(config: &LocalConfig, base: &str) -> anyhow::Result<(App, LocalMeta, Arc<LocalBlobs>)> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating MEDIA_DATA_DIR {}", config.data_dir.display()))?;
-    let meta = LocalMeta::open(&config.data_dir.join("media.redb"))?;
-    let blobs = Arc::new(LocalBlobs::new(&config.data_dir, &format!("{base}/files"))?);
-    let app = App {
-        limits: config.limits.clone(),
-        uploads: Arc::new(meta.clone()),
-        media: Arc::new(meta.clone()),
-        blobs: blobs.clone(),
-    };
-    Ok((app, meta, blobs))
 }
 
 /// Opens the stores, binds the port and serves until `Running::stop` (or the process ends).
@@ -87,26 +59,12 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         .public_base_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let (app, stores) = match &config.backend {
-        Backend::Local => {
-            let (app, meta, blobs) = open(&config, &base)?;
-            (app, Stores::Local { meta, blobs })
-        }
-        Backend::Aws {
-            config: aws,
-            create_resources,
-        } => {
-            let (app, clients) =
-                wiring::aws_app_with(config.limits.clone(), aws, *create_resources).await?;
-            (
-                app,
-                Stores::Aws {
-                    clients,
-                    config: aws.clone(),
-                },
-            )
-        }
-    };
+    let Wired { app, stores } = wiring::build(
+        &config.backend,
+        config.limits.clone(),
+        Some(&format!("{base}/files")),
+    )
+    .await?;
     let secret = config
         .jwt_secret
         .clone()

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use media_local::config::Backend;
 use media_shared::adapters::local::LocalMeta;
 use media_shared::ports::{MediaStore, UploadStore};
+use media_shared::wiring::Backend;
 use serde_json::{json, Value};
 
 /// Runs `media-local sweep` on `dir` with none of the caller's MEDIA_* settings; returns its report.
@@ -53,11 +53,7 @@ fn files(dir: &Path) -> Vec<String> {
 async fn sweep_command_frees_expired_uploads_and_prints_its_report() {
     // The command works on a data directory: always the embedded backend, whatever
     // MEDIA_TEST_BACKEND says for the HTTP suite.
-    let mut s = TestServer::start_with(|c| {
-        c.limits.upload_ttl_secs = 1;
-        c.backend = Backend::Local;
-    })
-    .await;
+    let mut s = TestServer::start_local_with(|c| c.limits.upload_ttl_secs = 1).await;
     let big = pdf(3_000_000);
     let total = big.len();
     // Half done: three chunks of a 3 MB PDF.
@@ -88,7 +84,9 @@ async fn sweep_command_frees_expired_uploads_and_prints_its_report() {
     let (st, b) = s.complete("alice", &failed, &md5_hex(b"nope"), None).await;
     assert_eq!(st, 400, "{b}");
 
-    let dir = s.config.data_dir.clone();
+    let Backend::Local { data_dir: dir } = s.config.backend.clone() else {
+        unreachable!("started on the local backend")
+    };
     assert_eq!(files(&dir.join("partial")), vec![half.clone()]);
     s.running.take().unwrap().stop().await;
     tokio::time::sleep(Duration::from_millis(1300)).await;

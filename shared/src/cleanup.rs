@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::api::App;
+use crate::app::App;
 use crate::domain::time_fmt::unix_millis;
 use crate::domain::upload::{UploadSession, UploadStatus};
 use crate::domain::StoreError;

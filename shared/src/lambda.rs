@@ -60,7 +60,9 @@ pub fn into_lambda_response(resp: Response) -> lambda_http::Response<Body> {
 /// through the shared handler.
 pub async fn serve(endpoint: crate::api::routes::Endpoint) -> Result<(), lambda_http::Error> {
     init_tracing();
-    let (app, _, _) = crate::wiring::aws_app(&crate::config::ProcessEnv, false).await?;
+    let app = crate::wiring::for_lambda(&crate::config::ProcessEnv)
+        .await?
+        .app;
     let app = std::sync::Arc::new(app);
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
         let app = app.clone();

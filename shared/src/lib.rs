@@ -1,9 +1,14 @@
 //! The media upload service, everything but the entry points: pure rules (`domain`), the storage
-//! traits they need (`ports`), their implementations (`adapters`), and one HTTP handler per endpoint
-//! (`api`) shared by the Lambda binaries and the local server.
+//! traits they need (`ports`), their implementations (`adapters`), the ports composed into one `App`
+//! (`app`, built from configuration by `wiring`), one HTTP handler per endpoint (`api`) shared by the
+//! Lambda binaries and the local server, and the background jobs (`cleanup`, `thumbnails`).
+//!
+//! Layers, lowest first; each uses only those before it: `domain` -> `config`, `ports` -> `adapters`,
+//! `fetch` -> `app` -> `cleanup`, `thumbnails` -> `api` -> `wiring`, `lambda` (entry glue).
 
 pub mod adapters;
 pub mod api;
+pub mod app;
 pub mod cleanup;
 pub mod config;
 pub mod domain;

@@ -10,7 +10,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::api::App;
+use crate::app::App;
 use crate::domain::thumbnail::{self, Rendered};
 use crate::domain::{MediaRecord, StoredThumbnail};
 

@@ -20,10 +20,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use handlers::*;
 use media_shared::adapters::aws::{staging_prefix, AwsClients, AwsConfig};
-use media_shared::api::App;
+use media_shared::app::App;
 use media_shared::cleanup::{self, SweepReport};
 use media_shared::domain::upload::{UploadSession, UploadStatus};
-use media_shared::wiring;
+use media_shared::wiring::{self, Stores};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -60,8 +60,17 @@ async fn fresh() -> Aws {
         ("MEDIA_PART_SIZE", "5242880"),
         ("MEDIA_S3_FORCE_PATH_STYLE", "true"),
         ("MEDIA_UPLOAD_TTL_SECS", ttl.as_str()),
+        ("MEDIA_CREATE_RESOURCES", "1"),
     ];
-    let (app, clients, cfg) = wiring::aws_app(&env, true).await.unwrap();
+    let wired = wiring::for_lambda(&env).await.unwrap();
+    let Stores::Aws {
+        clients,
+        config: cfg,
+    } = wired.stores
+    else {
+        unreachable!("the functions run on AWS")
+    };
+    let app = wired.app;
     assert_eq!(cfg.part_size, 5 * MIB as u64);
     assert_eq!(app.limits.upload_ttl_secs, TTL_SECS);
     Aws { app, clients, cfg }

@@ -21,9 +21,10 @@ use lambda_http::Body;
 use media_shared::adapters::aws::{AwsClients, AwsConfig};
 use media_shared::api::auth::{Caller, ClientIp};
 use media_shared::api::routes::{self, Endpoint};
-use media_shared::api::App;
+use media_shared::app::App;
 use media_shared::domain::Click;
-use media_shared::{lambda, wiring};
+use media_shared::lambda;
+use media_shared::wiring::{self, Stores};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -165,7 +166,7 @@ struct Moto {
     cfg: AwsConfig,
 }
 
-/// The App on a fresh bucket and table in moto, built by `wiring::aws_app` as the functions build it.
+/// The App on a fresh bucket and table in moto, built by `wiring::for_lambda` as the functions build it.
 async fn moto() -> Moto {
     assert!(
         std::env::var_os("MEDIA_TEST_AWS").is_some()
@@ -180,10 +181,19 @@ async fn moto() -> Moto {
         ("MEDIA_BUCKET", bucket.as_str()),
         ("MEDIA_TABLE", table.as_str()),
         ("MEDIA_S3_FORCE_PATH_STYLE", "1"),
+        ("MEDIA_CREATE_RESOURCES", "1"),
         // As template.yaml sets it for the functions: thumbnails come later, from the stream.
         ("MEDIA_THUMBNAILS", "deferred"),
     ];
-    let (app, clients, cfg) = wiring::aws_app(&env, true).await.expect("the AWS app");
+    let wired = wiring::for_lambda(&env).await.expect("the AWS app");
+    let Stores::Aws {
+        clients,
+        config: cfg,
+    } = wired.stores
+    else {
+        unreachable!("the functions run on AWS")
+    };
+    let app = wired.app;
     assert_eq!(
         (cfg.bucket.as_str(), cfg.table.as_str()),
         (&*bucket, &*table)

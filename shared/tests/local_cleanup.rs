@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use handlers::*;
 use media_shared::adapters::local::{LocalBlobs, LocalMeta};
-use media_shared::api::App;
+use media_shared::app::App;
 use media_shared::cleanup::{self, SweepReport};
 use media_shared::domain::upload::UploadStatus;
 use media_shared::domain::Limits;
 use media_shared::ports::UploadStore;
+use media_shared::wiring::{self, Backend, Stores, Wired};
 use time::OffsetDateTime;
 
 const FILES_URL: &str = "http://127.0.0.1:9/files";
@@ -27,19 +28,21 @@ struct Local {
     dir: tempfile::TempDir,
 }
 
-/// The App the way `media_local::server::open` builds it, with a two-second upload TTL.
-fn fresh() -> Local {
+/// The local backend's App as the server builds it (`wiring::build`), with a two-second upload TTL.
+async fn fresh() -> Local {
     let dir = tempfile::tempdir().unwrap();
-    let meta = LocalMeta::open(&dir.path().join("media.redb")).unwrap();
-    let blobs = Arc::new(LocalBlobs::new(dir.path(), FILES_URL).unwrap());
-    let app = App {
-        limits: Limits {
-            upload_ttl_secs: 2,
-            ..Limits::default()
-        },
-        uploads: Arc::new(meta.clone()),
-        media: Arc::new(meta.clone()),
-        blobs: blobs.clone(),
+    let backend = Backend::Local {
+        data_dir: dir.path().to_path_buf(),
+    };
+    let limits = Limits {
+        upload_ttl_secs: 2,
+        ..Limits::default()
+    };
+    let Wired { app, stores } = wiring::build(&backend, limits, Some(FILES_URL))
+        .await
+        .unwrap();
+    let Stores::Local { meta, blobs } = stores else {
+        unreachable!("a local backend")
     };
     Local {
         app,
@@ -138,7 +141,7 @@ async fn assert_freed(l: &Local, u: &Uploads) {
 
 #[tokio::test]
 async fn sweep_frees_expired_uploads_and_keeps_media() {
-    let l = fresh();
+    let l = fresh().await;
     let u = make_uploads(&l, 1).await;
     let failed = l.app.uploads.get_upload(&u.failed).await.unwrap().unwrap();
     assert!(matches!(failed.status, UploadStatus::Failed { .. }));
@@ -175,7 +178,7 @@ async fn sweep_frees_expired_uploads_and_keeps_media() {
 
 #[tokio::test]
 async fn live_uploads_survive_the_sweep() {
-    let l = fresh();
+    let l = fresh().await;
     let u = make_uploads(&l, 10).await;
     wait_until_expired(&l, &u.failed).await;
     let mut long = l.app.clone();
@@ -200,7 +203,7 @@ async fn live_uploads_survive_the_sweep() {
 
 #[tokio::test]
 async fn concurrent_sweeps_are_safe() {
-    let l = fresh();
+    let l = fresh().await;
     let u = make_uploads(&l, 30).await;
     wait_until_expired(&l, &u.failed).await;
     let now = OffsetDateTime::now_utc();
@@ -222,7 +225,7 @@ async fn concurrent_sweeps_are_safe() {
 /// same poisoned session stop every later sweep too. It is counted as failed and retried next time.
 #[tokio::test]
 async fn one_failing_session_does_not_stop_the_sweep() {
-    let l = fresh();
+    let l = fresh().await;
     let big = pdf(2_000_000, 40);
     let mut ids = [
         upload(&l.app, &big, &[CHUNK], CHUNK).await,
@@ -255,7 +258,7 @@ async fn one_failing_session_does_not_stop_the_sweep() {
 /// later, even past its expiry, and cleans it once the lease is gone.
 #[tokio::test]
 async fn a_session_with_a_live_lease_is_left_for_a_later_sweep() {
-    let l = fresh();
+    let l = fresh().await;
     let big = pdf(1_000_000, 41);
     let id = upload(&l.app, &big, &[CHUNK], CHUNK).await;
     wait_until_expired(&l, &id).await;

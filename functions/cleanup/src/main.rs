@@ -7,8 +7,9 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     media_shared::lambda::init_tracing();
-    let (app, _, _) =
-        media_shared::wiring::aws_app(&media_shared::config::ProcessEnv, false).await?;
+    let app = media_shared::wiring::for_lambda(&media_shared::config::ProcessEnv)
+        .await?
+        .app;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         media_shared::cleanup::handle_event(app, &event.payload, time::OffsetDateTime::now_utc())

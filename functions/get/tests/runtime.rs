@@ -205,11 +205,13 @@ async fn the_built_get_function_answers_api_gateway_events_through_the_runtime_a
         ("MEDIA_BUCKET", bucket.as_str()),
         ("MEDIA_TABLE", table.as_str()),
         ("MEDIA_S3_FORCE_PATH_STYLE", "1"),
+        ("MEDIA_CREATE_RESOURCES", "1"),
     ];
-    let (app, _, _) = tokio::time::timeout(WAIT, wiring::aws_app(&env, true))
+    let app = tokio::time::timeout(WAIT, wiring::for_lambda(&env))
         .await
         .expect("moto answers")
-        .expect("the AWS app");
+        .expect("the AWS app")
+        .app;
     let create = lambda_http::request::from_str(CREATE).expect("the create fixture");
     let created = tokio::time::timeout(
         WAIT,

@@ -9,10 +9,11 @@
 use std::path::PathBuf;
 
 use md5::{Digest, Md5};
-use media_local::config::{Backend, LocalConfig};
-use media_local::server::{self, Running, Stores};
+use media_local::config::LocalConfig;
+use media_local::server::{self, Running};
 use media_shared::adapters::aws::AwsConfig;
 use media_shared::domain::{Click, Limits};
+use media_shared::wiring::{Backend, Stores};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
@@ -29,18 +30,17 @@ pub struct TestServer {
 pub fn config(dir: PathBuf) -> LocalConfig {
     LocalConfig {
         listen: ([127, 0, 0, 1], 0).into(),
-        data_dir: dir,
         jwt_secret: Some(SECRET.into()),
         public_base_url: None,
         sweep_every_secs: 3600,
         limits: Limits::default(),
-        backend: test_backend(),
+        backend: test_backend(dir),
     }
 }
 
-fn test_backend() -> Backend {
+fn test_backend(data_dir: PathBuf) -> Backend {
     match std::env::var("MEDIA_TEST_BACKEND").as_deref() {
-        Err(_) | Ok("local") => Backend::Local,
+        Err(_) | Ok("local") => Backend::Local { data_dir },
         Ok("aws") => {
             assert!(
                 std::env::var("MEDIA_TEST_AWS").is_ok(),
@@ -68,8 +68,23 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut LocalConfig)) -> Self {
+        Self::start_in_dir(false, tweak).await
+    }
+
+    /// `start_with` on the embedded backend whatever `MEDIA_TEST_BACKEND` says, for tests of what
+    /// only it has (the data directory).
+    pub async fn start_local_with(tweak: impl FnOnce(&mut LocalConfig)) -> Self {
+        Self::start_in_dir(true, tweak).await
+    }
+
+    async fn start_in_dir(local: bool, tweak: impl FnOnce(&mut LocalConfig)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = config(dir.path().to_path_buf());
+        if local {
+            cfg.backend = Backend::Local {
+                data_dir: dir.path().to_path_buf(),
+            };
+        }
         tweak(&mut cfg);
         let mut s = Self::on(cfg).await;
         s._dir = Some(dir);

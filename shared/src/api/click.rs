@@ -5,7 +5,8 @@ use time::OffsetDateTime;
 
 use super::auth::{optional_user, ClientIp};
 use super::form::json_object;
-use super::{media_id_from_path, response, App, Request, Response};
+use super::{media_id_from_path, response, Request, Response};
+use crate::app::App;
 use crate::domain::{ApiError, Click};
 
 pub async fn handle(app: &App, req: Request) -> Response {

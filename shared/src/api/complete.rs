@@ -10,9 +10,10 @@ use time::OffsetDateTime;
 
 use super::auth::require_user;
 use super::form::fields;
-use super::{response, App, Request, Response};
+use super::{response, Request, Response};
+use crate::app::App;
 use crate::domain::sniff::dimensions;
-use crate::domain::upload::{UploadSession, UploadStatus};
+use crate::domain::upload::{Md5Error, UploadSession, UploadStatus};
 use crate::domain::{ApiError, MediaRecord, MediaType, ThumbnailMode};
 use crate::thumbnails;
 
@@ -53,7 +54,7 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
             media_id,
             media_type,
         } => {
-            session.verify_md5(md5)??;
+            session.verify_md5(md5)?;
             // Resuming a completion that crashed (or one still running: then 409).
             session.take_lease(now, app.limits.lease_secs)?;
             app.save_upload(&mut session).await?;
@@ -72,9 +73,15 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
     // A wrong `type` is the client's mistake about the request, not about the bytes: no need to fail.
     let media_type =
         MediaType::for_upload(requested_type, session.content.kind, &session.content.mime)?;
-    if let Err(mismatch) = session.verify_md5(md5)? {
-        fail(app, &mut session, &mismatch.to_string()).await?;
-        return Err(mismatch);
+    match session.verify_md5(md5) {
+        Ok(_) => {}
+        Err(Md5Error::State(e)) => return Err(ApiError::Internal(e)),
+        // Behaviour so far: a malformed md5 fails the upload just as a mismatch does.
+        Err(e @ (Md5Error::Malformed | Md5Error::Mismatch { .. })) => {
+            let e = ApiError::from(e);
+            fail(app, &mut session, &e.to_string()).await?;
+            return Err(e);
+        }
     }
     let media_id = app.media.next_media_id().await?;
     session.status = UploadStatus::Completing {

@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 
 use super::auth::require_user;
 use super::form::json_object;
-use super::{response, App, Request, Response};
+use super::{response, Request, Response};
+use crate::app::App;
 use crate::domain::sniff::extension_for;
 use crate::domain::{ApiError, MediaRecord, MediaType, ThumbnailMode};
 use crate::{fetch, thumbnails};

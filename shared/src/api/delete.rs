@@ -1,7 +1,8 @@
 //! DELETE /api/v2/media/{id}/: creator only; removes the stored bytes, then the record, so that a
 //! failure half-way leaves a media a retried DELETE can still remove.
 
-use super::{response, App, Request, Response};
+use super::{creators_media, response, Request, Response};
+use crate::app::App;
 use crate::domain::ApiError;
 
 pub async fn handle(app: &App, req: Request) -> Response {
@@ -9,7 +10,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
 }
 
 async fn delete(app: &App, req: Request) -> Result<Response, ApiError> {
-    let media = app.creators_media(&req).await?;
+    let media = creators_media(app, &req).await?;
     for key in media.stored_keys() {
         app.blobs.delete_object(key).await?;
     }

@@ -1,7 +1,8 @@
 //! GET /api/v2/media/{id}/
 
 use super::auth::require_user;
-use super::{media_id_from_path, response, App, Request, Response};
+use super::{media_id_from_path, response, Request, Response};
+use crate::app::App;
 use crate::domain::ApiError;
 
 pub async fn handle(app: &App, req: Request) -> Response {

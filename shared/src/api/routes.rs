@@ -3,9 +3,8 @@
 
 use http::Method;
 
-use super::{
-    chunk, click, complete, create, delete, get, response, update, App, Request, Response,
-};
+use super::{chunk, click, complete, create, delete, get, response, update, Request, Response};
+use crate::app::App;
 use crate::domain::ApiError;
 
 /// The endpoints, one Lambda function each.

@@ -5,7 +5,8 @@
 use serde_json::Value;
 
 use super::form::json_object;
-use super::{response, App, Request, Response};
+use super::{creators_media, response, Request, Response};
+use crate::app::App;
 use crate::domain::sniff::extension_for;
 use crate::domain::{ApiError, MediaType};
 use crate::fetch;
@@ -15,7 +16,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
 }
 
 async fn update(app: &App, req: Request) -> Result<Response, ApiError> {
-    let mut media = app.creators_media(&req).await?;
+    let mut media = creators_media(app, &req).await?;
     let body = json_object(req.body())?;
     if media.media_type != MediaType::Url {
         return Err(ApiError::bad_request(

@@ -312,29 +312,49 @@ impl UploadSession {
         self.lease = None;
     }
 
-    /// Compares the client's MD5 with the carried-forward one. `Err` carries the field error.
-    pub fn verify_md5(&self, claimed: &str) -> Result<Result<String, ApiError>, anyhow::Error> {
-        let ours = self.md5.hex_digest()?;
+    /// Compares the client's MD5 with the carried-forward one; `Ok` is the (lowercase) digest.
+    pub fn verify_md5(&self, claimed: &str) -> Result<String, Md5Error> {
+        let ours = self.md5.hex_digest().map_err(Md5Error::State)?;
         let claimed = claimed.trim();
         if !(claimed.len() == 32 && claimed.bytes().all(|b| b.is_ascii_hexdigit())) {
-            return Ok(Err(ApiError::field(
-                "md5",
-                "md5 must be 32 hexadecimal digits",
-            )));
+            return Err(Md5Error::Malformed);
         }
         if claimed.eq_ignore_ascii_case(&ours) {
-            Ok(Ok(ours))
+            Ok(ours)
         } else {
-            Ok(Err(ApiError::bad_request(
-                "md5_mismatch",
-                format!("the md5 {claimed} does not match the received bytes; the upload has failed and must be started again"),
-            )))
+            Err(Md5Error::Mismatch {
+                claimed: claimed.to_string(),
+            })
         }
     }
 
     /// The stored object's key: nothing the user chose, only our id and the sniffed type's extension.
     pub fn object_key(&self) -> String {
         format!("media/{}.{}", self.id, self.content.extension())
+    }
+}
+
+/// Why `verify_md5` refused a client's MD5.
+#[derive(Debug, thiserror::Error)]
+pub enum Md5Error {
+    /// Not 32 hexadecimal digits: a field error, nothing is known about the bytes.
+    #[error("md5 must be 32 hexadecimal digits")]
+    Malformed,
+    /// Well formed, but not the MD5 of the bytes received.
+    #[error("the md5 {claimed} does not match the received bytes; the upload has failed and must be started again")]
+    Mismatch { claimed: String },
+    /// The carried MD5 state could not be finished (a corrupt session record).
+    #[error("the upload's MD5 state")]
+    State(#[source] anyhow::Error),
+}
+
+impl From<Md5Error> for ApiError {
+    fn from(e: Md5Error) -> Self {
+        match e {
+            Md5Error::Malformed => ApiError::field("md5", e.to_string()),
+            Md5Error::Mismatch { .. } => ApiError::bad_request("md5_mismatch", e.to_string()),
+            Md5Error::State(source) => ApiError::Internal(source),
+        }
     }
 }
 
@@ -490,14 +510,14 @@ mod tests {
         );
         s.check_completable(now).unwrap();
         // md5("abc")
-        assert!(s
-            .verify_md5("900150983CD24FB0D6963F7D28E17F72")
-            .unwrap()
-            .is_ok());
-        assert!(s
-            .verify_md5("900150983cd24fb0d6963f7d28e17f73")
-            .unwrap()
-            .is_err());
-        assert!(s.verify_md5("nothex").unwrap().is_err());
+        assert_eq!(
+            s.verify_md5("900150983CD24FB0D6963F7D28E17F72").unwrap(),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert!(matches!(
+            s.verify_md5("900150983cd24fb0d6963f7d28e17f73"),
+            Err(Md5Error::Mismatch { .. })
+        ));
+        assert!(matches!(s.verify_md5("nothex"), Err(Md5Error::Malformed)));
     }
 }

@@ -5,7 +5,8 @@
 use bytes::Bytes;
 use md5::Digest;
 use media_shared::api::auth::Caller;
-use media_shared::api::{routes, App};
+use media_shared::api::routes;
+use media_shared::app::App;
 use serde_json::Value;
 
 pub const USER: &str = "alice";

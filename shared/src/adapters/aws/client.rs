@@ -7,7 +7,7 @@
 use aws_config::BehaviorVersion;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
-use super::{AwsConfig, DynamoMeta, S3Blobs};
+use super::AwsConfig;
 
 /// The two service clients; cheap to clone (they share one connection pool).
 #[derive(Clone, Debug)]
@@ -35,13 +35,4 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
         }
     }
-}
-
-/// The adapters for `cfg`, on clients configured from the environment.
-pub async fn connect(cfg: &AwsConfig) -> (DynamoMeta, S3Blobs) {
-    let clients = AwsClients::from_env(cfg).await;
-    (
-        DynamoMeta::new(clients.dynamodb, &cfg.table),
-        S3Blobs::new(clients.s3, cfg),
-    )
 }

@@ -1,5 +1,6 @@
 //! The ports on AWS: upload sessions, media and clicks in one DynamoDB table (`DynamoMeta`), bytes in
-//! one S3 bucket (`S3Blobs`). Built once per cold start by `connect` and borrowed by every request.
+//! one S3 bucket (`S3Blobs`). Built once per cold start by `wiring::build` and borrowed by every
+//! request.
 //!
 //! The same code runs against S3- and DynamoDB-compatible servers on loopback (moto in the tests):
 //! the SDK takes its endpoint from `AWS_ENDPOINT_URL`, and `force_path_style` keeps the bucket out of
@@ -13,7 +14,7 @@ mod setup;
 use crate::config::{bool_var, u64_var, url_var, ConfigError, Env};
 use crate::domain::limits::MIB;
 
-pub use client::{connect, AwsClients};
+pub use client::AwsClients;
 pub use dynamo_meta::DynamoMeta;
 pub use s3_blobs::{staging_prefix, S3Blobs, MAX_STAGED};
 pub use setup::create_resources;

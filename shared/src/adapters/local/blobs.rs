@@ -15,19 +15,31 @@ use crate::ports::BlobStore;
 
 pub struct LocalBlobs {
     root: PathBuf,
-    /// Prefix of the URLs at which the local server serves `objects/`, e.g. `http://127.0.0.1:8080/files`.
-    files_url: String,
+    /// Prefix of the URLs at which the local server serves `objects/`, e.g. `http://127.0.0.1:8080/files`;
+    /// `None` in a process that serves no files (the sweep command).
+    files_url: Option<String>,
 }
 
 impl LocalBlobs {
+    /// The store under `root`, whose objects this process serves below `files_url`.
     pub fn new(root: &Path, files_url: &str) -> anyhow::Result<Self> {
+        Self::open(root, Some(files_url.trim_end_matches('/').to_string()))
+    }
+
+    /// The store under `root` in a process that serves no files: asking it for a URL is an error,
+    /// never a URL nobody answers.
+    pub fn unserved(root: &Path) -> anyhow::Result<Self> {
+        Self::open(root, None)
+    }
+
+    fn open(root: &Path, files_url: Option<String>) -> anyhow::Result<Self> {
         for dir in ["partial", "objects"] {
             std::fs::create_dir_all(root.join(dir))
                 .with_context(|| format!("creating {}", root.join(dir).display()))?;
         }
         Ok(LocalBlobs {
             root: root.to_path_buf(),
-            files_url: files_url.trim_end_matches('/').to_string(),
+            files_url,
         })
     }
 
@@ -154,7 +166,11 @@ impl BlobStore for LocalBlobs {
 
     async fn object_url(&self, key: &str) -> anyhow::Result<String> {
         self.object(key)?;
-        Ok(format!("{}/{key}", self.files_url))
+        let base = self
+            .files_url
+            .as_deref()
+            .with_context(|| format!("no URL for {key}: this process serves no files"))?;
+        Ok(format!("{base}/{key}"))
     }
 }
 
