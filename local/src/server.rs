@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use tower_http::services::ServeDir;
 
 use crate::config::{Backend, LocalConfig, DEV_SECRET};
+use crate::{cors, try_it};
 
 /// Room for the multipart framing and form fields around the largest allowed chunk.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -117,7 +118,12 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         max_body: config.limits.max_chunk_bytes + MULTIPART_OVERHEAD,
     });
 
-    let mut router = axum::Router::new();
+    // When the server runs with the development secret, the try-it page comes with a token filled in.
+    let dev_token = match &config.jwt_secret {
+        None => Some(Hs256Issuer(Hs256::new(secret.as_bytes())).token("dev")?),
+        Some(_) => None,
+    };
+    let mut router = axum::Router::new().merge(try_it::routes(dev_token));
     if let Stores::Local { blobs, .. } = &stores {
         // On AWS the media URLs point at S3 (presigned) or the configured public base URL instead.
         router = router.nest_service("/files", ServeDir::new(blobs.objects_dir()));
@@ -135,6 +141,7 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
                 r
             },
         ));
+    let router = cors::apply(router, config.cors_origins.clone());
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let sweeper = tokio::spawn(sweep_forever(app.clone(), config.sweep_every_secs));

@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod api;
 pub mod cleanup;
 pub mod config;
+pub mod cors;
 pub mod domain;
 pub mod fetch;
 #[cfg(feature = "lambda")]
