@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use media_shared::adapters::aws::{AwsClients, AwsConfig};
+use media_shared::adapters::aws::{put_bucket_cors, AwsClients, AwsConfig};
 use media_shared::adapters::local::{LocalBlobs, LocalMeta};
 use media_shared::api::auth::{ClientIp, Hs256};
 use media_shared::api::{response, routes, App};
@@ -99,6 +99,10 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         } => {
             let (app, clients) =
                 wiring::aws_app_with(config.limits.clone(), aws, *create_resources).await?;
+            if *create_resources {
+                // Pages on the allowed origins may fetch the objects, as template.yaml lets them.
+                put_bucket_cors(&clients.s3, &aws.bucket, &config.cors_origins).await?;
+            }
             (
                 app,
                 Stores::Aws {

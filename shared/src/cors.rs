@@ -120,6 +120,23 @@ impl Origins {
             .flatten()
     }
 
+    /// The origins as patterns with at most one `*` each, the form S3's `AllowedOrigins` take
+    /// (loopback on any port becomes `http://localhost:*` and the like).
+    pub fn patterns(&self) -> Vec<String> {
+        match self {
+            Origins::Any => vec!["*".into()],
+            Origins::List(list) => list.clone(),
+            Origins::Loopback => ["http", "https"]
+                .iter()
+                .flat_map(|scheme| {
+                    LOOPBACK_HOSTS.iter().flat_map(move |host| {
+                        [format!("{scheme}://{host}"), format!("{scheme}://{host}:*")]
+                    })
+                })
+                .collect(),
+        }
+    }
+
     /// Whether answers depend on the request's `Origin` (then caches must key on it: `Vary: Origin`).
     fn varies(&self) -> bool {
         !matches!(self, Origins::Any)
@@ -157,6 +174,8 @@ fn valid_port(after_host: &str) -> bool {
     })
 }
 
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
 fn is_loopback_origin(origin: &str) -> bool {
     let Some(rest) = origin
         .strip_prefix("http://")
@@ -164,7 +183,7 @@ fn is_loopback_origin(origin: &str) -> bool {
     else {
         return false;
     };
-    ["localhost", "127.0.0.1", "[::1]"].iter().any(|host| {
+    LOOPBACK_HOSTS.iter().any(|host| {
         rest.strip_prefix(host)
             .is_some_and(|after| after.is_empty() || valid_port(after))
     })
@@ -300,6 +319,10 @@ mod tests {
         ] {
             assert!(o.allow(refused).is_none(), "{refused}");
         }
+        let patterns = o.patterns();
+        assert!(patterns.contains(&"http://127.0.0.1:*".to_string()));
+        assert!(patterns.contains(&"http://localhost".to_string()));
+        assert_eq!(Origins::Any.patterns(), ["*"]);
     }
 
     #[test]
