@@ -161,12 +161,27 @@ export async function fetchBytes(url) {
   return Buffer.from(await r.arrayBuffer());
 }
 
-/** A valid PNG of random RGB pixels, stored uncompressed: about 3*w*h bytes, so it spans chunks. */
-export function randomPng(width, height) {
+/**
+ * A valid PNG stored uncompressed, so about 3*w*h bytes whatever the picture and it spans chunks: a
+ * diagonal gradient with a light disc, plus a little noise so that no two files are the same.
+ */
+export function testPng(width, height) {
   const row = width * 3 + 1;
   const raw = Buffer.alloc(row * height);
-  const pixels = randomBytes(width * 3 * height);
-  for (let y = 0; y < height; y++) pixels.copy(raw, y * row + 1, y * width * 3, (y + 1) * width * 3);
+  const noise = randomBytes(width * height);
+  const [cx, cy, r2] = [width * 0.62, height * 0.45, (Math.min(width, height) * 0.28) ** 2];
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const t = (x / width + y / height) / 2;
+      const inDisc = (x - cx) ** 2 + (y - cy) ** 2 < r2;
+      const n = (noise[y * width + x] % 17) - 8;
+      const px = inDisc
+        ? [250, 236, 200]
+        : [47 + t * 195, 111 + t * 58, 222 - t * 163];
+      const o = y * row + 1 + x * 3;
+      for (let i = 0; i < 3; i++) raw[o + i] = Math.max(0, Math.min(255, Math.round(px[i] + n)));
+    }
+  }
   const crcTable = Array.from({ length: 256 }, (_, n) => {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  backends, canvasJpeg, fetchBytes, launchChromium, md5, randomPng, ROOT, startMediaLocal, startStatic,
+  backends, canvasJpeg, fetchBytes, launchChromium, md5, testPng, ROOT, startMediaLocal, startStatic,
   worrying,
 } from '../lib/harness.mjs';
 
@@ -83,7 +83,7 @@ for (const backend of backends()) {
 
     test('a multi-chunk PNG and a one-chunk JPEG upload, complete, read back and display', async () => {
       const { page, console } = await openPage(app.origin);
-      const png = randomPng(600, 400); // ~720 KB: four chunks
+      const png = testPng(600, 400); // ~720 KB: four chunks
       await uploadAndCheck(page, png, 'multi-chunk.png', 'image/png', Math.ceil(png.length / 204800));
       const jpeg = await canvasJpeg(page, 640, 480);
       assert.ok(jpeg.length < 204800, `the JPEG fits one chunk (${jpeg.length} bytes)`);
@@ -94,7 +94,7 @@ for (const backend of backends()) {
 
     test('a page on an origin the server does not list is refused by the browser', async () => {
       const { page, console } = await openPage(stranger.origin);
-      const png = randomPng(64, 64);
+      const png = testPng(64, 64);
       await assert.rejects(
         page.evaluate((a) => officialUpload(a), {
           base64: png.toString('base64'), name: 'x.png', mime: 'image/png', api: server.base, token: server.token,

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  ARTIFACTS, backends, CHUNK, fetchBytes, launchChromium, md5, randomPng, sleep, startMediaLocal, tempFile,
+  ARTIFACTS, backends, CHUNK, fetchBytes, launchChromium, md5, testPng, sleep, startMediaLocal, tempFile,
   worrying,
 } from '../lib/harness.mjs';
 
@@ -60,7 +60,7 @@ for (const backend of backends()) {
     const card = (page, name) => page.locator(`li.upload[data-name="${name}"]`);
 
     test('upload with progress, reload after two chunks, resume, complete', async () => {
-      const png = randomPng(600, 400); // ~720 KB: four chunks
+      const png = testPng(600, 400); // ~720 KB: four chunks
       const total = Math.ceil(png.length / CHUNK);
       assert.ok(total >= 4, `${total} chunks`);
       const file = tempFile('photo.png', png);
@@ -129,7 +129,7 @@ for (const backend of backends()) {
     });
 
     test('pause and resume without a reload', async () => {
-      const png = randomPng(500, 300); // ~450 KB: three chunks
+      const png = testPng(500, 300); // ~450 KB: three chunks
       const file = tempFile('paused.png', png);
       const { page } = await openPage();
       await page.setInputFiles('#files', file);
