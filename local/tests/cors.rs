@@ -91,6 +91,33 @@ async fn preflights_are_answered_for_every_route_without_credentials() {
 }
 
 #[tokio::test]
+async fn a_preflight_is_answered_before_any_body_is_read() {
+    // A preflight that announces a (small, allowed) body it never sends: a server that read bodies
+    // before answering would wait here instead, as it does for a POST.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = cors_server().await;
+    let mut tcp = tokio::net::TcpStream::connect(s.running().addr)
+        .await
+        .unwrap();
+    let request = format!(
+        "OPTIONS /api/v2/media/upload/chunk/ HTTP/1.1\r\nHost: x\r\nOrigin: {WEB_APP}\r\n\
+         Access-Control-Request-Method: POST\r\nContent-Length: 1000\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    assert!(
+        head.contains(&format!("access-control-allow-origin: {WEB_APP}")),
+        "{head}"
+    );
+}
+
+#[tokio::test]
 async fn other_origins_get_no_cors_header_at_all() {
     let s = cors_server().await;
     for origin in ["http://127.0.0.1:9998", "https://evil.example", "null"] {
