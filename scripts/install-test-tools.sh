@@ -17,3 +17,11 @@ fi
 
 # The functions run on arm64 (template.yaml): the standard library for that target.
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+
+# The browser tests (scripts/browser-tests.sh) drive Debian's Chromium; playwright-core comes from npm
+# there. The package index is refreshed once, and only when Chromium is missing.
+if [ ! -x /usr/bin/chromium ]; then
+  sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed apt-get update
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+fi

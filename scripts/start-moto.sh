@@ -23,6 +23,15 @@ if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$mot
 fi
 mkdir -p "$state"
 
+# How the server is started. moto's server normally adds Access-Control-Allow-Origin for any origin
+# to every answer (flask-cors), which real S3 never does: without it, only the bucket's own CORS rule
+# answers, so the browser tests see S3's behaviour. Recorded to restart servers started otherwise.
+flags="MOTO_DISABLE_GLOBAL_CORS=1"
+if [[ -f "$state/pid" && "$(cat "$state/flags" 2>/dev/null)" != "$flags" ]]; then
+    echo "restarting moto: it was started with other settings" >&2
+    "$root/scripts/stop-moto.sh" || true
+fi
+
 # A server started earlier by this script and still answering is reused.
 if [[ -f "$state/pid" && -f "$state/port" ]] && kill -0 "$(cat "$state/pid")" 2>/dev/null; then
     port="$(cat "$state/port")"
@@ -37,8 +46,9 @@ fi
 
 if [[ -z "$port" ]]; then
     port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-    nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$state/server.log" 2>&1 &
+    env $flags nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$state/server.log" 2>&1 &
     echo $! >"$state/pid"
+    echo "$flags" >"$state/flags"
     echo "$port" >"$state/port"
     for _ in $(seq 1 100); do
         if curl -fsS -o /dev/null "http://127.0.0.1:$port/moto-api/" 2>/dev/null; then

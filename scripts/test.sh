@@ -40,6 +40,9 @@ scripts/fuzz-api.sh
 step "tests: the same HTTP suite on the AWS backend (S3 + DynamoDB through the SDK, against moto)"
 MEDIA_TEST_BACKEND=aws run_tests -p media-local
 
+step "browser tests: CORS and the try-it page in headless Chromium, on both backends (scripts/browser-tests.sh)"
+scripts/browser-tests.sh
+
 step "packaging: every function builds for Lambda (cargo lambda build --release --arm64)"
 PATH="$PWD/.venv-test/bin:$PATH" cargo lambda build --release --arm64 --workspace --exclude media-local
 for f in functions/*/; do

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use media_shared::config::{self, ConfigError, Env};
+use media_shared::cors::Origins;
 use media_shared::domain::Limits;
 use media_shared::wiring::Backend;
 
@@ -15,6 +16,8 @@ pub struct LocalConfig {
     /// Prefix of the URLs put in media (`image`, `url`); defaults to `http://<listen address>`.
     pub public_base_url: Option<String>,
     pub sweep_every_secs: u64,
+    /// Origins whose pages may call the server (`MEDIA_CORS_ORIGINS`); default: loopback pages.
+    pub cors_origins: Origins,
     pub limits: Limits,
     pub backend: Backend,
 }
@@ -35,6 +38,7 @@ impl LocalConfig {
             jwt_secret: env.get("MEDIA_JWT_SECRET"),
             public_base_url: config::url_var(env, "MEDIA_PUBLIC_BASE_URL")?,
             sweep_every_secs: config::u64_var(env, "MEDIA_SWEEP_SECS", 60, 1)?,
+            cors_origins: Origins::from_env(env)?,
             limits: config::limits(env)?,
             backend: Backend::from_env(env)?,
         })
@@ -78,5 +82,8 @@ mod tests {
         );
         assert_eq!(c.listen.port(), 0);
         assert!(c.jwt_secret.is_none());
+        assert_eq!(c.cors_origins, Origins::Loopback);
+        let e = LocalConfig::from_env(&[("MEDIA_CORS_ORIGINS", "https://a.example/")]).unwrap_err();
+        assert_eq!(e.var, "MEDIA_CORS_ORIGINS");
     }
 }

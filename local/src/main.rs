@@ -112,6 +112,7 @@ async fn serve(config: LocalConfig) -> anyhow::Result<()> {
     let dev = config.jwt_secret.is_none();
     let running = media_local::server::start(config).await?;
     println!("media-local listening on http://{}", running.addr);
+    println!("try it in a browser: http://{}/", running.addr);
     if dev {
         println!(
             "MEDIA_JWT_SECRET is not set: using the development secret. A token for user \"dev\":"

@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use media_shared::adapters::aws::put_bucket_cors;
 use media_shared::api::auth::{ClientIp, Hs256};
 use media_shared::api::{response, routes};
 use media_shared::app::App;
@@ -21,6 +22,7 @@ use tokio::sync::oneshot;
 use tower_http::services::ServeDir;
 
 use crate::config::{LocalConfig, DEV_SECRET};
+use crate::{cors, try_it};
 
 /// Room for the multipart framing and form fields around the largest allowed chunk.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -65,6 +67,20 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         Some(&format!("{base}/files")),
     )
     .await?;
+    if let (
+        wiring::Backend::Aws {
+            create_resources: true,
+            ..
+        },
+        Stores::Aws {
+            clients,
+            config: aws,
+        },
+    ) = (&config.backend, &stores)
+    {
+        // Pages on the allowed origins may fetch the objects, as template.yaml lets them.
+        put_bucket_cors(&clients.s3, &aws.bucket, &config.cors_origins).await?;
+    }
     let secret = config
         .jwt_secret
         .clone()
@@ -75,7 +91,12 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         max_body: config.limits.max_chunk_bytes + MULTIPART_OVERHEAD,
     });
 
-    let mut router = axum::Router::new();
+    // When the server runs with the development secret, the try-it page comes with a token filled in.
+    let dev_token = match &config.jwt_secret {
+        None => Some(Hs256Issuer(Hs256::new(secret.as_bytes())).token("dev")?),
+        Some(_) => None,
+    };
+    let mut router = axum::Router::new().merge(try_it::routes(dev_token));
     if let Stores::Local { blobs, .. } = &stores {
         // On AWS the media URLs point at S3 (presigned) or the configured public base URL instead.
         router = router.nest_service("/files", ServeDir::new(blobs.objects_dir()));
@@ -93,6 +114,7 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
                 r
             },
         ));
+    let router = cors::apply(router, config.cors_origins.clone());
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let sweeper = tokio::spawn(sweep_forever(app.clone(), config.sweep_every_secs));

@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 pub mod cleanup;
 pub mod config;
+pub mod cors;
 pub mod domain;
 pub mod fetch;
 #[cfg(feature = "lambda")]

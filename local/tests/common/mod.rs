@@ -33,6 +33,7 @@ pub fn config(dir: PathBuf) -> LocalConfig {
         jwt_secret: Some(SECRET.into()),
         public_base_url: None,
         sweep_every_secs: 3600,
+        cors_origins: media_shared::cors::Origins::Loopback,
         limits: Limits::default(),
         backend: test_backend(dir),
     }

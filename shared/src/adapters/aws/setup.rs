@@ -11,11 +11,12 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
-    CreateBucketConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
-    LifecycleRuleFilter,
+    CorsConfiguration, CorsRule, CreateBucketConfiguration, ExpirationStatus, LifecycleExpiration,
+    LifecycleRule, LifecycleRuleFilter,
 };
 
 use super::{AwsClients, AwsConfig};
+use crate::cors::{self, Origins};
 
 /// Backstop for what the sweep misses, the same rules as template.yaml: S3 itself aborts multipart
 /// uploads and removes staged chunks older than this. Both must stay above the upload TTL (24 h by
@@ -79,6 +80,42 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<
         .send()
         .await
         .with_context(|| format!("S3 PutBucketLifecycleConfiguration {bucket}"))?;
+    Ok(())
+}
+
+/// The bucket's CORS rule for pages reading objects (presigned URLs) by fetch/XHR: the FILES rule of
+/// `crate::cors`, as template.yaml declares it, for the given origins. Replaces any earlier rule.
+pub async fn put_bucket_cors(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    origins: &Origins,
+) -> anyhow::Result<()> {
+    let rule = cors::FILES;
+    let mut b = CorsRule::builder()
+        .id("read-from-web-apps")
+        .max_age_seconds(cors::MAX_AGE_SECS as i32);
+    for m in rule.methods {
+        b = b.allowed_methods(*m);
+    }
+    for h in rule.request_headers {
+        b = b.allowed_headers(*h);
+    }
+    for h in rule.expose_headers {
+        b = b.expose_headers(*h);
+    }
+    for o in origins.patterns() {
+        b = b.allowed_origins(o);
+    }
+    s3.put_bucket_cors()
+        .bucket(bucket)
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(b.build()?)
+                .build()?,
+        )
+        .send()
+        .await
+        .with_context(|| format!("S3 PutBucketCors {bucket}"))?;
     Ok(())
 }
 
