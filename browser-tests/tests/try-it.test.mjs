@@ -92,6 +92,7 @@ for (const backend of backends()) {
       const sent = Number(/^photo\.png \([^)]*\): ([\d.]+) KiB sent/.exec(rememberedText)?.[1]) * 1024;
       assert.ok(sent === 2 * CHUNK || sent === 3 * CHUNK, rememberedText);
       assert.equal(await page.inputValue('#api'), apiServer.base, 'the API base survives the reload');
+      await page.screenshot({ path: path.join(ARTIFACTS, `try-it-${backend}-reloaded.png`), fullPage: true });
 
       // Choosing the same file again resumes where the page left off.
       await page.setInputFiles('#files', file);
@@ -191,6 +192,7 @@ for (const backend of backends()) {
       await page.waitForSelector('li.upload[data-name="notes.txt"][data-state="error"]');
       const shown = await card(page, 'notes.txt').locator('.error').textContent();
       assert.equal(shown, `HTTP 400: ${answer.errors[0].message} (${answer.errors[0].code})`);
+      await page.screenshot({ path: path.join(ARTIFACTS, `try-it-${backend}-error.png`), fullPage: true });
       await page.close();
 
       assert.deepEqual(worrying(apiServer.log()), []);
