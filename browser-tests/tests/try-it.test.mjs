@@ -79,7 +79,8 @@ for (const backend of backends()) {
       assert.ok(progress > 0.5 && progress < 1, `progress ${progress}`);
       assert.match(await c.locator('.rate').textContent(), /(KiB|MiB)\/s$/);
       assert.match(await c.locator('.eta').textContent(), /^ETA \d+:\d\d$/);
-      assert.match(await c.locator('.status').textContent(), /chunk 2 of 4/);
+      // (The third chunk may have landed by now on a busy machine.)
+      assert.match(await c.locator('.status').textContent(), /chunk [23] of 4/);
       await page.screenshot({ path: path.join(ARTIFACTS, `try-it-${backend}-progress.png`), fullPage: true });
 
       // Interrupt: reload while the third chunk is on its way.
