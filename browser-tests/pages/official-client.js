@@ -63,9 +63,11 @@ function loadImage(url) {
   });
 }
 
-// Reading a file's bytes by fetch does need CORS (/files/ locally, the bucket's rule on AWS).
+// Reading a file's bytes by fetch does need CORS (/files/ locally, the bucket's rule on AWS). Not from
+// the HTTP cache: the <img> load before it stored an answer without CORS headers, and moto, unlike S3
+// and the local server, does not mark such answers `Vary: Origin`, so Chromium could reuse it here.
 async function fetchMd5(url) {
-  const r = await fetch(url);
+  const r = await fetch(url, { cache: 'no-store' });
   if (!r.ok) throw new Error(`GET ${url}: HTTP ${r.status}`);
   const spark = new SparkMD5.ArrayBuffer();
   spark.append(await r.arrayBuffer());

@@ -235,7 +235,7 @@
           this.setState('paused', `paused at ${formatBytes(this.offset)}`);
         } else {
           this.showError(e.message);
-          this.setState('error', 'stopped: the error above is the server\'s answer');
+          this.setState('error', e instanceof ApiError ? 'stopped by the server\'s answer:' : 'stopped:');
         }
       } finally {
         this.running = false;
