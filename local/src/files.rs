@@ -244,7 +244,8 @@ async fn body(stored: StoredFile, status: StatusCode, start: u64, len: u64) -> R
     if let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await {
         return error(ApiError::Internal(e.into()));
     }
-    *r.body_mut() = Body::from_stream(ReaderStream::new(file.take(len)));
+    // 64 KiB reads: the default 4 KiB makes a large file cost many small frames.
+    *r.body_mut() = Body::from_stream(ReaderStream::with_capacity(file.take(len), 64 * 1024));
     r
 }
 
