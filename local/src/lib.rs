@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod cors;
+pub mod files;
 pub mod server;
 pub mod try_it;
 pub mod uploader;

@@ -19,7 +19,6 @@ use media_shared::domain::ApiError;
 use media_shared::wiring::{self, Stores, Wired};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tower_http::services::ServeDir;
 
 use crate::config::{LocalConfig, DEV_SECRET};
 use crate::{cors, try_it};
@@ -99,7 +98,7 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
     let mut router = axum::Router::new().merge(try_it::routes(dev_token));
     if let Stores::Local { blobs, .. } = &stores {
         // On AWS the media URLs point at S3 (presigned) or the configured public base URL instead.
-        router = router.nest_service("/files", ServeDir::new(blobs.objects_dir()));
+        router = router.nest_service("/files", crate::files::router(blobs.clone()));
     }
     let router = router
         .fallback(api)

@@ -70,8 +70,9 @@ pub trait BlobStore: Send + Sync {
         Ok(())
     }
 
-    /// Turns a fully received upload into the object `key`. Idempotent: a retry after a crash finds
-    /// the object already there and succeeds.
+    /// Turns a fully received upload into the object `key`, served with `session.object_headers()`.
+    /// Idempotent: a retry after a crash finds the object already there and succeeds. Before this
+    /// call no object exists at `key` (it lies under a served prefix, `domain::keys`).
     async fn finish(&self, session: &UploadSession, key: &str) -> anyhow::Result<()>;
 
     /// Frees everything an unfinished upload holds. Idempotent, never touches finished objects.
@@ -80,9 +81,12 @@ pub trait BlobStore: Send + Sync {
     /// Up to `len` bytes from the start of a finished object (image headers beyond the first chunk).
     async fn read_head(&self, key: &str, len: u64) -> anyhow::Result<Bytes>;
 
-    /// Stores a whole object at once (files fetched from URLs).
+    /// Stores a whole finished object at once (images fetched from URLs, thumbnails), served inline
+    /// with `ObjectHeaders::inline(mime)`.
     async fn put_object(&self, key: &str, data: Bytes, mime: &str) -> anyhow::Result<()>;
 
+    /// Removes the object and whatever is stored with it. A missing object is not an error. Copies
+    /// that caches (a CDN, browsers) made of it are not touched.
     async fn delete_object(&self, key: &str) -> anyhow::Result<()>;
 
     /// A URL from which clients can GET the object.

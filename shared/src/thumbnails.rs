@@ -11,12 +11,17 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::app::App;
+use crate::domain::keys;
 use crate::domain::thumbnail::{self, Rendered};
 use crate::domain::{MediaRecord, StoredThumbnail};
 
 /// Renders the thumbnail of `bytes` (the media's image) and stores it; sets `media.thumbnail`.
 /// Errors are storage failures only; an image that gives no thumbnail is not one.
 pub async fn attach(app: &App, media: &mut MediaRecord, bytes: Bytes) -> anyhow::Result<()> {
+    // Named after the image's key (unique), so a retry overwrites the same thumbnail.
+    let Some(image_key) = media.object_key.clone() else {
+        return Ok(());
+    };
     let rendered = tokio::task::spawn_blocking(move || thumbnail::render(&bytes))
         .await
         .context("thumbnail rendering task")?;
@@ -32,7 +37,7 @@ pub async fn attach(app: &App, media: &mut MediaRecord, bytes: Bytes) -> anyhow:
             return Ok(());
         }
     };
-    let key = thumbnail::key_for(media.id);
+    let key = keys::thumbnail(&image_key);
     app.blobs
         .put_object(&key, Bytes::from(jpeg), thumbnail::MIME)
         .await?;

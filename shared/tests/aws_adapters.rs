@@ -217,24 +217,46 @@ async fn a_12_mib_file_in_small_chunks_becomes_one_object() {
 }
 
 #[tokio::test]
-async fn a_file_that_fits_in_one_part_is_one_put_object() {
+async fn a_file_that_fits_in_one_part_is_invisible_until_finished() {
     let env = fresh().await;
     let data = random_bytes(MIB);
     let mut s = new_session(&env, data.len() as u64).await;
     for chunk in data.chunks(CHUNK) {
         send_chunk(&env, &mut s, chunk).await;
-        assert_eq!(s.staging.multipart_upload_id, None);
-        assert!(s.staging.parts.is_empty());
-        assert_eq!(multipart_uploads(&env).await, vec![]);
     }
     assert!(s.staging.staged.is_empty());
+    assert_eq!(s.staging.parts.len(), 1);
     let key = s.object_key();
+    // Its only part is written, but nothing under the served prefix exists before the MD5 is checked.
+    assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
+    assert_eq!(multipart_uploads(&env).await.len(), 1);
     env.blobs.finish(&s, &key).await.unwrap();
     env.blobs.finish(&s, &key).await.unwrap();
     assert!(get_object(&env, &key).await == data, "object bytes differ");
-    assert_eq!(keys(&env, "").await, vec![key]);
+    assert_eq!(keys(&env, "").await, vec![key.clone()]);
+    assert_eq!(multipart_uploads(&env).await, vec![]);
     let written = env.put_bytes.load(std::sync::atomic::Ordering::Relaxed);
     assert!(written as f64 / data.len() as f64 <= 2.1);
+
+    // Created with the headers it is served with: new_session's file is `file.pdf`.
+    let head = env
+        .clients
+        .s3
+        .head_object()
+        .bucket(&env.cfg.bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("application/pdf"));
+    assert_eq!(
+        head.cache_control(),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(
+        head.content_disposition(),
+        Some(r#"attachment; filename="file.pdf""#)
+    );
 }
 
 #[tokio::test]
@@ -280,9 +302,12 @@ async fn a_crash_on_the_last_chunk_of_a_one_part_file_is_repaired_by_the_retry()
     write_only(&env, &s, last).await;
     send_chunk(&env, &mut s, last).await;
     let key = s.object_key();
+    // The crashed write's multipart upload is a stray next to the recorded one.
+    assert_eq!(multipart_uploads(&env).await.len(), 2);
     env.blobs.finish(&s, &key).await.unwrap();
     assert!(get_object(&env, &key).await == data, "object bytes differ");
     assert_eq!(keys(&env, "").await, vec![key]);
+    assert_eq!(multipart_uploads(&env).await, vec![]);
 }
 
 #[tokio::test]
@@ -321,12 +346,14 @@ async fn discard_leaves_nothing_behind_and_can_be_repeated() {
     assert_eq!(keys(&env, "staging/").await.len(), 1);
     env.blobs.discard(&s).await.unwrap();
 
-    // An upload whose last chunk was written but never committed: its object is removed too.
+    // An upload whose last chunk was written but never committed: its one-part multipart upload,
+    // which nothing records, is aborted too.
     let small = random_bytes(1000);
     let t = new_session(&env, small.len() as u64).await;
     write_only(&env, &t, &small).await;
-    assert_eq!(keys(&env, "media/").await, vec![t.object_key()]);
+    assert_eq!(multipart_uploads(&env).await.len(), 1);
     env.blobs.discard(&t).await.unwrap();
+    assert_eq!(multipart_uploads(&env).await, vec![]);
     assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
 
     // A session that reached `Completing` may have a media pointing at its object: it stays.

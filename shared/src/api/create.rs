@@ -9,7 +9,7 @@ use super::auth::require_user;
 use super::form::json_object;
 use super::{response, Request, Response};
 use crate::app::App;
-use crate::domain::sniff::extension_for;
+use crate::domain::keys;
 use crate::domain::{ApiError, MediaRecord, MediaType, ThumbnailMode};
 use crate::{fetch, thumbnails};
 
@@ -86,7 +86,7 @@ async fn image_from_url(app: &App, user: &str, url: &str) -> Result<Response, Ap
     let image = fetch::image::download(&app.limits, url, "url").await?;
     let id = app.media.next_media_id().await?;
     let c = &image.content;
-    let key = format!("media/fetched-{id}.{}", extension_for(&c.mime));
+    let key = keys::fetched_image(id, &c.mime);
     app.blobs
         .put_object(&key, image.bytes.clone(), &c.mime)
         .await?;

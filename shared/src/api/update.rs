@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::form::json_object;
 use super::{creators_media, response, Request, Response};
 use crate::app::App;
-use crate::domain::sniff::extension_for;
+use crate::domain::keys;
 use crate::domain::{ApiError, MediaType};
 use crate::fetch;
 
@@ -34,14 +34,8 @@ async fn update(app: &App, req: Request) -> Result<Response, ApiError> {
     }
     let downloaded = fetch::image::download(&app.limits, image, "image").await?;
     let c = &downloaded.content;
-    // A new key per choice: caches holding the previous image's URL never show the wrong one.
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let key = format!(
-        "previews/{}-{}.{}",
-        media.id,
-        &unique[..12],
-        extension_for(&c.mime)
-    );
+    // A new key per choice (see `keys::preview`).
+    let key = keys::preview(media.id, &c.mime);
     app.blobs
         .put_object(&key, downloaded.bytes, &c.mime)
         .await?;

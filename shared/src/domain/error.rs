@@ -29,6 +29,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the chunk is larger than the maximum of {max} bytes")]
     PayloadTooLarge { max: u64 },
+    /// A stored file asked for with `If-Match` / `If-Unmodified-Since` that no longer hold.
+    #[error("the file does not match the request's preconditions")]
+    PreconditionFailed,
+    /// A byte range entirely outside a stored file.
+    #[error("the requested range is outside the file's {len} bytes")]
+    RangeNotSatisfiable { len: u64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -59,7 +65,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => 405,
             ApiError::Conflict(_) => 409,
             ApiError::Gone => 410,
+            ApiError::PreconditionFailed => 412,
             ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::RangeNotSatisfiable { .. } => 416,
             ApiError::Internal(_) => 500,
         }
     }
@@ -76,6 +84,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "chunk_too_large",
+            ApiError::PreconditionFailed => "precondition_failed",
+            ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Internal(_) => "internal_error",
         }
     }

@@ -2,9 +2,11 @@
 
 pub mod content_range;
 pub mod error;
+pub mod keys;
 pub mod limits;
 pub mod md5_state;
 pub mod media;
+pub mod object_headers;
 pub mod preview;
 pub mod sniff;
 pub mod thumbnail;
@@ -16,5 +18,6 @@ pub use error::{ApiError, StoreError};
 pub use limits::{FetchLimits, Limits, ThumbnailMode};
 pub use md5_state::ResumableMd5;
 pub use media::{Click, MediaRecord, MediaType, StoredThumbnail};
+pub use object_headers::ObjectHeaders;
 pub use sniff::{ContentKind, Sniffed};
 pub use upload::{ChunkPlan, UploadSession, UploadStatus};

@@ -57,19 +57,32 @@ pub fn dimensions(head: &[u8]) -> Option<(u32, u32)> {
     ))
 }
 
+/// The MIME types we store and the extension of their keys, both ways.
+const EXTENSIONS: [(&str, &str); 9] = [
+    ("image/jpeg", "jpg"),
+    ("image/png", "png"),
+    ("image/gif", "gif"),
+    ("image/webp", "webp"),
+    ("image/avif", "avif"),
+    ("image/heif", "heif"),
+    ("image/bmp", "bmp"),
+    ("image/tiff", "tiff"),
+    ("application/pdf", "pdf"),
+];
+
 pub fn extension_for(mime: &str) -> &'static str {
-    match mime {
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "image/gif" => "gif",
-        "image/webp" => "webp",
-        "image/avif" => "avif",
-        "image/heif" => "heif",
-        "image/bmp" => "bmp",
-        "image/tiff" => "tiff",
-        "application/pdf" => "pdf",
-        _ => "bin",
-    }
+    EXTENSIONS
+        .iter()
+        .find(|(m, _)| *m == mime)
+        .map_or("bin", |(_, ext)| ext)
+}
+
+/// The MIME type a key's extension stands for (objects stored without their headers).
+pub fn mime_for_extension(extension: &str) -> &'static str {
+    EXTENSIONS
+        .iter()
+        .find(|(_, e)| e.eq_ignore_ascii_case(extension))
+        .map_or("application/octet-stream", |(m, _)| m)
 }
 
 #[cfg(test)]

@@ -39,11 +39,6 @@ pub enum ThumbnailError {
     Encode(String),
 }
 
-/// The key a media's thumbnail is stored under: ours, never derived from user input.
-pub fn key_for(media_id: u64) -> String {
-    format!("thumbnails/{media_id}.jpg")
-}
-
 /// Decodes `bytes` (JPEG, PNG, GIF: its first frame, WebP) and renders the thumbnail.
 pub fn render(bytes: &[u8]) -> Result<Rendered, ThumbnailError> {
     let image = decode(bytes)?;

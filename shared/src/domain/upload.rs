@@ -7,7 +7,9 @@ use time::OffsetDateTime;
 
 use super::content_range::ContentRange;
 use super::error::ApiError;
+use super::keys;
 use super::md5_state::ResumableMd5;
+use super::object_headers::ObjectHeaders;
 use super::sniff::Sniffed;
 use super::time_fmt::{from_unix_millis, unix_millis};
 
@@ -330,7 +332,12 @@ impl UploadSession {
 
     /// The stored object's key: nothing the user chose, only our id and the sniffed type's extension.
     pub fn object_key(&self) -> String {
-        format!("media/{}.{}", self.id, self.content.extension())
+        keys::upload(&self.id, self.content.extension())
+    }
+
+    /// The headers the finished object is served with (a document downloads under its file name).
+    pub fn object_headers(&self) -> ObjectHeaders {
+        ObjectHeaders::for_upload(&self.content, self.filename.as_deref())
     }
 }
 

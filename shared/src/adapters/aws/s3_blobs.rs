@@ -6,8 +6,14 @@
 //! is therefore staged as its own object (`staging/<upload_id>/<offset>`), and once the staged bytes
 //! reach the part size they are read back once and written as one part: each byte is written twice and
 //! read once, instead of tusd's rewrite of one growing object with every chunk. The last chunk finishes
-//! the last part, so completing is only CompleteMultipartUpload; a file that fits in one part is written
-//! with one PutObject at its last chunk and never becomes a multipart upload at all.
+//! the last part, so completing is only CompleteMultipartUpload.
+//!
+//! A file that fits in one part is a multipart upload of one part too, although one PutObject at its
+//! last chunk would save a request: the object must not exist before completion has checked its MD5,
+//! because `media/` is served by the CDN (`domain::keys`) and an unverified object there would be
+//! readable by anyone holding its URL. A multipart upload is invisible until CompleteMultipartUpload.
+//! The object's headers (`ObjectHeaders`: type, cache control, download name) are given to the request
+//! that creates it, so it never exists without them.
 //!
 //! Crash safety comes from never destroying what the committed session refers to: `write_chunk` only
 //! writes objects whose names are fixed by the chunk's offset (a retry overwrites the same object or
@@ -31,6 +37,7 @@ use super::AwsConfig;
 use crate::domain::upload::{
     ChunkPlan, PartRecord, StagedChunk, StagingState, UploadSession, UploadStatus,
 };
+use crate::domain::ObjectHeaders;
 use crate::ports::BlobStore;
 
 /// S3 allows at most 10,000 parts; part sizes grow for files that would need more.
@@ -43,8 +50,12 @@ pub const MAX_STAGED: usize = 256;
 const READ_CONCURRENCY: usize = 16;
 /// DeleteObjects takes at most 1000 keys.
 const DELETE_BATCH: usize = 1000;
-/// The longest validity S3 allows for a presigned URL (SigV4: 7 days). With temporary credentials
-/// (Lambda's role) the URL stops working when those credentials expire, which is earlier.
+/// The validity asked for a presigned URL: the longest S3 allows (SigV4: 7 days). What a URL really
+/// gets is less: one signed with temporary credentials stops working when they expire, whatever it
+/// asks, and on Lambda those are the function's role session, whose remaining life is not documented
+/// (AWS: services that assume a role "don't necessarily comply with the role's session duration
+/// settings") and is hours at most, possibly minutes. Hence presigned URLs only for private deployments
+/// whose clients fetch the Media again before showing it; template.yaml serves through CloudFront.
 const PRESIGN_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Clone, Debug)]
@@ -104,15 +115,41 @@ impl S3Blobs {
         self.part_size.max(total.div_ceil(MAX_PARTS - 1))
     }
 
-    async fn put(&self, key: &str, body: Bytes, mime: &str) -> anyhow::Result<()> {
+    /// A staged chunk: never served, so no headers.
+    async fn put_staged(&self, key: &str, body: Bytes) -> anyhow::Result<()> {
+        self.put(key, body, None).await
+    }
+
+    /// A finished object, created with the headers it is served with.
+    async fn put_finished(
+        &self,
+        key: &str,
+        body: Bytes,
+        headers: &ObjectHeaders,
+    ) -> anyhow::Result<()> {
+        self.put(key, body, Some(headers)).await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        headers: Option<&ObjectHeaders>,
+    ) -> anyhow::Result<()> {
         let len = body.len();
-        self.client
+        let mut req = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(mime)
-            .body(ByteStream::from(body))
-            .send()
+            .body(ByteStream::from(body));
+        if let Some(h) = headers {
+            req = req
+                .content_type(&h.content_type)
+                .cache_control(&h.cache_control)
+                .set_content_disposition(h.content_disposition.clone());
+        }
+        req.send()
             .await
             .map_err(sdk(format!("S3 PutObject {key} ({len} bytes)")))?;
         Ok(())
@@ -173,13 +210,15 @@ impl S3Blobs {
         Ok(buf.freeze())
     }
 
-    async fn create_multipart(&self, key: &str, mime: &str) -> anyhow::Result<String> {
+    async fn create_multipart(&self, key: &str, headers: &ObjectHeaders) -> anyhow::Result<String> {
         let out = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(mime)
+            .content_type(&headers.content_type)
+            .cache_control(&headers.cache_control)
+            .set_content_disposition(headers.content_disposition.clone())
             .send()
             .await
             .map_err(sdk(format!("S3 CreateMultipartUpload {key}")))?;
@@ -439,38 +478,36 @@ impl BlobStore for S3Blobs {
         );
         let st = &session.staging;
         let staged_bytes: u64 = st.staged.iter().map(|c| c.len).sum();
-        let mime = session.content.mime.as_str();
         let mut next = st.clone();
 
         if plan.is_last() || staged_bytes + plan.len >= self.part_size_for(session.total) {
-            // Merge: the staged chunks and this one become one part (or the whole object). The staged
-            // objects stay until `after_commit`: the committed session still refers to them.
+            // Merge: the staged chunks and this one become one part (for a small file, its only
+            // one). The staged objects stay until `after_commit`: the committed session still
+            // refers to them.
             let body = self.gather(&st.staged, data).await?;
             let key = session.object_key();
             next.staged.clear();
-            match &st.multipart_upload_id {
-                None if plan.is_last() => self.put(&key, body, mime).await?,
-                recorded => {
-                    let upload_id = match recorded {
-                        Some(id) => id.clone(),
-                        // A crash before the commit leaves this upload unrecorded; `discard` finds
-                        // it by listing, and `finish` aborts it once another one completed.
-                        None => self.create_multipart(&key, mime).await?,
-                    };
-                    let number = u32::try_from(st.parts.len() + 1)?;
-                    let size = body.len() as u64;
-                    let etag = self.upload_part(&key, &upload_id, number, body).await?;
-                    next.multipart_upload_id = Some(upload_id);
-                    next.parts.push(PartRecord { number, etag, size });
+            let upload_id = match &st.multipart_upload_id {
+                Some(id) => id.clone(),
+                // A crash before the commit leaves this upload unrecorded; `discard` finds it by
+                // listing, and `finish` aborts it once another one completed.
+                None => {
+                    self.create_multipart(&key, &session.object_headers())
+                        .await?
                 }
-            }
+            };
+            let number = u32::try_from(st.parts.len() + 1)?;
+            let size = body.len() as u64;
+            let etag = self.upload_part(&key, &upload_id, number, body).await?;
+            next.multipart_upload_id = Some(upload_id);
+            next.parts.push(PartRecord { number, etag, size });
         } else if st.staged.len() + 1 >= MAX_STAGED {
             // Too many tiny chunks: fold them and this one into one staged object.
             let start = st.staged.first().map_or(plan.start, |c| c.offset);
             let end = plan.start + plan.len;
             let body = self.gather(&st.staged, data).await?;
             let key = compacted_key(&session.id, start, end);
-            self.put(&key, body, "application/octet-stream").await?;
+            self.put_staged(&key, body).await?;
             next.staged = vec![StagedChunk {
                 key,
                 offset: start,
@@ -478,7 +515,7 @@ impl BlobStore for S3Blobs {
             }];
         } else {
             let key = staged_key(&session.id, plan.start);
-            self.put(&key, data, "application/octet-stream").await?;
+            self.put_staged(&key, data).await?;
             next.staged.push(StagedChunk {
                 key,
                 offset: plan.start,
@@ -514,7 +551,8 @@ impl BlobStore for S3Blobs {
             session.object_key()
         );
         match &session.staging.multipart_upload_id {
-            // Written whole by PutObject with the last chunk.
+            // Written whole by PutObject with the last chunk: how versions before one-part multipart
+            // uploads stored small files; sessions they left are still completed.
             None => match self.head(key).await? {
                 Some(size) if size == session.total => {}
                 Some(size) => bail!("{key} has {size} bytes, expected {}", session.total),
@@ -570,7 +608,8 @@ impl BlobStore for S3Blobs {
     }
 
     async fn put_object(&self, key: &str, data: Bytes, mime: &str) -> anyhow::Result<()> {
-        self.put(key, data, mime).await
+        self.put_finished(key, data, &ObjectHeaders::inline(mime))
+            .await
     }
 
     async fn delete_object(&self, key: &str) -> anyhow::Result<()> {

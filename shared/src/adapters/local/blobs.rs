@@ -1,16 +1,25 @@
 //! Upload bytes on the local disk. An unfinished upload is one sparse file written at each chunk's
 //! offset (`partial/<upload_id>`), so a retried chunk simply overwrites the same range, and finishing
 //! is a rename into `objects/<key>`: no byte is copied twice.
+//!
+//! Each finished object has its headers (`ObjectHeaders`) and MD5 in `headers/<key>.json`, written
+//! before the object appears and removed after it is gone, which is what `/files/` serves it with
+//! (S3 keeps the same headers as the object's metadata). Only `objects/` is served.
 
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use bytes::Bytes;
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
 
+use crate::domain::sniff::mime_for_extension;
 use crate::domain::upload::{ChunkPlan, StagingState, UploadSession};
+use crate::domain::ObjectHeaders;
 use crate::ports::BlobStore;
 
 pub struct LocalBlobs {
@@ -33,7 +42,7 @@ impl LocalBlobs {
     }
 
     fn open(root: &Path, files_url: Option<String>) -> anyhow::Result<Self> {
-        for dir in ["partial", "objects"] {
+        for dir in ["partial", "objects", "headers"] {
             std::fs::create_dir_all(root.join(dir))
                 .with_context(|| format!("creating {}", root.join(dir).display()))?;
         }
@@ -53,17 +62,103 @@ impl LocalBlobs {
     }
 
     fn object(&self, key: &str) -> anyhow::Result<PathBuf> {
-        // Keys are made by us, never by users; refuse anything that could leave the directory anyway.
-        if key.is_empty()
-            || key.starts_with('/')
-            || key
-                .split('/')
-                .any(|p| p.is_empty() || p == "." || p == "..")
-        {
-            bail!("invalid object key {key:?}");
-        }
+        check_key(key)?;
         Ok(self.objects_dir().join(key))
     }
+
+    /// Where the headers and MD5 of `key` are kept.
+    fn sidecar(&self, key: &str) -> anyhow::Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join("headers").join(format!("{key}.json")))
+    }
+
+    /// The stored object `key` with what it is served with, or `None` if there is none (or `key` is
+    /// no key of ours: it comes from a URL here). Objects stored before headers were kept get the
+    /// type their extension says and must be revalidated (`no-cache`): their keys were not all unique.
+    pub async fn stored(&self, key: &str) -> anyhow::Result<Option<StoredFile>> {
+        let (Ok(path), Ok(sidecar)) = (self.object(key), self.sidecar(key)) else {
+            return Ok(None);
+        };
+        let key = key.to_string();
+        blocking(move || {
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+            };
+            let meta = file.metadata()?;
+            if !meta.is_file() {
+                return Ok(None);
+            }
+            let (headers, md5) = match std::fs::read(&sidecar) {
+                Ok(json) => {
+                    let s: Sidecar = serde_json::from_slice(&json)
+                        .with_context(|| format!("reading {}", sidecar.display()))?;
+                    (s.headers, s.md5)
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    let ext = key.rsplit_once('.').map_or("", |(_, e)| e);
+                    let mut headers = ObjectHeaders::inline(mime_for_extension(ext));
+                    headers.cache_control = "no-cache".into();
+                    (headers, None)
+                }
+                Err(e) => return Err(e).with_context(|| format!("reading {}", sidecar.display())),
+            };
+            Ok(Some(StoredFile {
+                len: meta.len(),
+                modified: meta.modified()?,
+                file,
+                headers,
+                md5,
+            }))
+        })
+        .await
+    }
+}
+
+/// Keys are made by us, never by users; refuse anything that could leave the directory anyway.
+fn check_key(key: &str) -> anyhow::Result<()> {
+    if key.is_empty()
+        || key.starts_with('/')
+        || key
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        bail!("invalid object key {key:?}");
+    }
+    Ok(())
+}
+
+/// A finished object as `/files/` serves it.
+pub struct StoredFile {
+    pub file: std::fs::File,
+    pub len: u64,
+    pub modified: SystemTime,
+    pub headers: ObjectHeaders,
+    /// Hex MD5 of the bytes (S3's ETag of an object written in one piece); absent for old objects.
+    pub md5: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Sidecar {
+    #[serde(flatten)]
+    headers: ObjectHeaders,
+    md5: Option<String>,
+}
+
+/// Writes the sidecar of an object (atomically: a reader sees the old one or the new one). Not
+/// flushed to disk: a power cut that loses it only leaves the object served with the fallback headers
+/// of `LocalBlobs::stored`, and keeps completion free of a second fsync.
+fn write_sidecar(path: &Path, headers: ObjectHeaders, md5: String) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path.parent().context("sidecar path has a parent")?)?;
+    let json = serde_json::to_vec(&Sidecar {
+        headers,
+        md5: Some(md5),
+    })?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(
@@ -112,6 +207,8 @@ impl BlobStore for LocalBlobs {
     async fn finish(&self, session: &UploadSession, key: &str) -> anyhow::Result<()> {
         let partial = self.partial(&session.id);
         let object = self.object(key)?;
+        let sidecar = self.sidecar(key)?;
+        let (headers, md5) = (session.object_headers(), session.md5.hex_digest()?);
         let total = session.total;
         blocking(move || {
             let file = match std::fs::OpenOptions::new().write(true).open(&partial) {
@@ -123,6 +220,8 @@ impl BlobStore for LocalBlobs {
             // An uncommitted write of a crashed request may have run past the end; cut it off.
             file.set_len(total)?;
             file.sync_all()?;
+            // Headers first: the object is never served without them.
+            write_sidecar(&sidecar, headers, md5)?;
             std::fs::create_dir_all(object.parent().context("object path has a parent")?)?;
             std::fs::rename(&partial, &object)?;
             Ok(())
@@ -147,9 +246,12 @@ impl BlobStore for LocalBlobs {
         .await
     }
 
-    async fn put_object(&self, key: &str, data: Bytes, _mime: &str) -> anyhow::Result<()> {
+    async fn put_object(&self, key: &str, data: Bytes, mime: &str) -> anyhow::Result<()> {
         let path = self.object(key)?;
+        let sidecar = self.sidecar(key)?;
+        let headers = ObjectHeaders::inline(mime);
         blocking(move || {
+            write_sidecar(&sidecar, headers, hex::encode(Md5::digest(&data)))?;
             std::fs::create_dir_all(path.parent().context("object path has a parent")?)?;
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, &data)?;
@@ -161,7 +263,12 @@ impl BlobStore for LocalBlobs {
 
     async fn delete_object(&self, key: &str) -> anyhow::Result<()> {
         let path = self.object(key)?;
-        blocking(move || Ok(ignore_missing(std::fs::remove_file(path))?)).await
+        let sidecar = self.sidecar(key)?;
+        blocking(move || {
+            ignore_missing(std::fs::remove_file(path))?;
+            Ok(ignore_missing(std::fs::remove_file(sidecar))?)
+        })
+        .await
     }
 
     async fn object_url(&self, key: &str) -> anyhow::Result<String> {
@@ -178,5 +285,52 @@ impl LocalBlobs {
     /// Whether an unfinished upload still holds bytes on disk (for tests of cleanup).
     pub fn has_partial(&self, upload_id: &str) -> bool {
         self.partial(upload_id).exists()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn objects_are_served_with_their_stored_headers_or_a_safe_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = LocalBlobs::new(dir.path(), "http://x/files").unwrap();
+        blobs
+            .put_object(
+                "thumbnails/a.jpg",
+                Bytes::from_static(b"jpeg"),
+                "image/jpeg",
+            )
+            .await
+            .unwrap();
+        let s = blobs.stored("thumbnails/a.jpg").await.unwrap().unwrap();
+        assert_eq!(s.headers, ObjectHeaders::inline("image/jpeg"));
+        assert_eq!(s.md5.as_deref(), Some(&*hex::encode(Md5::digest(b"jpeg"))));
+        assert_eq!(s.len, 4);
+
+        // Written before headers were kept: the type its extension says, revalidated every time.
+        std::fs::create_dir_all(dir.path().join("objects/media")).unwrap();
+        std::fs::write(dir.path().join("objects/media/old.pdf"), b"%PDF").unwrap();
+        let s = blobs.stored("media/old.pdf").await.unwrap().unwrap();
+        assert_eq!(s.headers.content_type, "application/pdf");
+        assert_eq!(s.headers.cache_control, "no-cache");
+        assert_eq!((s.headers.content_disposition, s.md5), (None, None));
+
+        // Not a stored object: nothing, and never an error.
+        for key in [
+            "media",
+            "media/none.png",
+            "../media.redb",
+            "a//b",
+            "",
+            "/etc/passwd",
+        ] {
+            assert!(blobs.stored(key).await.unwrap().is_none(), "{key:?}");
+        }
+
+        blobs.delete_object("thumbnails/a.jpg").await.unwrap();
+        assert!(blobs.stored("thumbnails/a.jpg").await.unwrap().is_none());
+        assert!(!dir.path().join("headers/thumbnails/a.jpg.json").exists());
     }
 }

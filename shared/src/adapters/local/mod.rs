@@ -4,5 +4,5 @@
 mod blobs;
 mod meta;
 
-pub use blobs::LocalBlobs;
+pub use blobs::{LocalBlobs, StoredFile};
 pub use meta::LocalMeta;
