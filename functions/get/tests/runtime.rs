@@ -213,7 +213,11 @@ async fn the_built_get_function_answers_api_gateway_events_through_the_runtime_a
     let create = lambda_http::request::from_str(CREATE).expect("the create fixture");
     let created = tokio::time::timeout(
         WAIT,
-        dispatch(Endpoint::Create, &app, lambda::into_api_request(create)),
+        dispatch(
+            Endpoint::Create,
+            &app,
+            lambda::into_api_request(create, &lambda::CallerRule::new(None, Endpoint::Create)),
+        ),
     )
     .await
     .expect("create answers");
