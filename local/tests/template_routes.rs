@@ -78,7 +78,10 @@ fn watch_routes() -> BTreeSet<Route> {
                     .to_string()
             };
             let route = (field("method"), path.to_string(), field("function"));
-            assert!(routes.insert(route.clone()), "{route:?} twice in the router");
+            assert!(
+                routes.insert(route.clone()),
+                "{route:?} twice in the router"
+            );
         }
     }
     routes
@@ -115,7 +118,10 @@ fn the_watch_router_serves_exactly_the_templates_routes() {
     );
     let binaries = function_binaries();
     for (_, _, function) in &watch {
-        assert!(binaries.contains(function), "{function} is no binary in functions/");
+        assert!(
+            binaries.contains(function),
+            "{function} is no binary in functions/"
+        );
     }
     // Every route is there with and without its trailing slash, as clients send both.
     for (method, path, function) in &template {
