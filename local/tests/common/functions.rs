@@ -142,6 +142,38 @@ impl Functions {
     }
 }
 
+impl Functions {
+    /// `cargo lambda invoke <function> --data-file <event>` against this watch server: the function's
+    /// answer (for an HTTP function, the API Gateway response with `statusCode` and `body`).
+    pub fn invoke(&self, function: &str, event: &Path) -> serde_json::Value {
+        let out = Command::new(cargo_lambda())
+            .args([
+                "lambda",
+                "invoke",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+            ])
+            .arg(self.port.to_string())
+            .args(["--output-format", "json", "--data-file"])
+            .arg(event)
+            .arg(function)
+            .current_dir(workspace_root())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "cargo lambda invoke {function} --data-file {}: {}\n{stdout}{}",
+            event.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{function}: the answer is not JSON ({e}): {stdout}"))
+    }
+}
+
 impl Drop for Functions {
     fn drop(&mut self) {
         for p in &mut self.instances {
@@ -187,14 +219,11 @@ fn service_env(config: &LocalConfig, aws: &AwsConfig) -> Vec<(String, String)> {
             }
             .into(),
         ),
-        (
-            "MEDIA_JWT_SECRET",
-            config
-                .jwt_secret
-                .clone()
-                .expect("the lambda backend needs the tests' JWT secret"),
-        ),
     ];
+    // Without it the functions trust no token at all (see media_shared::lambda).
+    if let Some(secret) = &config.jwt_secret {
+        env.push(("MEDIA_JWT_SECRET", secret.clone()));
+    }
     if let Some(url) = aws
         .public_base_url
         .as_ref()
@@ -257,33 +286,25 @@ fn cargo_lambda() -> PathBuf {
     "cargo-lambda".into()
 }
 
-/// The functions the watch router sends requests to (Cargo.toml; local/tests/template_routes.rs
-/// checks it against template.yaml).
+/// Every function binary: the `[[bin]]` names of the packages in functions/ (the HTTP ones are
+/// reached through the watch router, the stream ones through `cargo lambda invoke`).
 fn functions() -> BTreeSet<String> {
-    let manifest: toml_edit::DocumentMut =
-        std::fs::read_to_string(workspace_root().join("Cargo.toml"))
-            .unwrap()
-            .parse()
-            .unwrap();
-    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
-        .as_table()
-        .expect("the watch router");
-    router
-        .iter()
-        .flat_map(|(_, routes)| {
-            routes
-                .as_array()
+    let mut names = BTreeSet::new();
+    for dir in std::fs::read_dir(workspace_root().join("functions")).unwrap() {
+        let manifest: toml_edit::DocumentMut =
+            std::fs::read_to_string(dir.unwrap().path().join("Cargo.toml"))
                 .unwrap()
-                .iter()
-                .map(|r| {
-                    r.as_inline_table().unwrap()["function"]
-                        .as_str()
-                        .unwrap()
-                        .to_string()
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
+                .parse()
+                .unwrap();
+        for bin in manifest["bin"]
+            .as_array_of_tables()
+            .expect("[[bin]]")
+            .iter()
+        {
+            names.insert(bin["name"].as_str().unwrap().to_string());
+        }
+    }
+    names
 }
 
 /// A binary older than the code it is built from would test yesterday's functions.

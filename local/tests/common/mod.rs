@@ -176,7 +176,7 @@ impl TestServer {
         }
     }
 
-    fn stores(&self) -> &Stores {
+    pub fn stores(&self) -> &Stores {
         match &self.lambda {
             Some((_, _, stores)) => stores,
             None => &self.running().stores,
