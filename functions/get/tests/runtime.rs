@@ -273,9 +273,10 @@ async fn the_built_get_function_answers_api_gateway_events_through_the_runtime_a
             404,
             json!({"errors": [{"code": "not_found", "message": "media not found"}]}),
         ),
+        // No authorizer ran and the function has no key of its own: the token is not trusted.
         (
             401,
-            json!({"errors": [{"code": "not_authenticated", "message": "authentication credentials were not provided"}]}),
+            json!({"errors": [{"code": "not_authenticated", "message": "the token cannot be verified: no authorizer checked it and MEDIA_JWT_SECRET is not set"}]}),
         ),
     ];
     for ((want_id, _), (status, body)) in events.iter().zip(expected) {
