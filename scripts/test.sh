@@ -40,6 +40,11 @@ scripts/fuzz-api.sh
 step "tests: the same HTTP suite on the AWS backend (S3 + DynamoDB through the SDK, against moto)"
 MEDIA_TEST_BACKEND=aws run_tests -p media-local
 
+step "tests: the HTTP suite a third time, served by the function binaries behind cargo lambda watch (and events/)"
+# Debug builds of every function; the suite starts them itself (local/tests/common/functions.rs).
+cargo build --workspace --bins
+MEDIA_TEST_BACKEND=lambda run_tests -p media-local
+
 step "browser tests: CORS and the try-it page in headless Chromium, on both backends (scripts/browser-tests.sh)"
 scripts/browser-tests.sh
 

@@ -120,6 +120,9 @@ async fn get_of_unknown_or_malformed_ids_is_404() {
         let (st, b) = json_of(r.send().await.unwrap()).await;
         assert_eq!((st, code(&b)), (404, "not_found"), "{path}");
     }
+    if skip_on_lambda("unrouted paths and methods are answered by API Gateway, not by a function") {
+        return;
+    }
     let (st, b) = json_of(s.client.get(s.url("/nowhere")).send().await.unwrap()).await;
     assert_eq!((st, code(&b)), (404, "not_found"));
     let (st, b) = json_of(
@@ -192,7 +195,11 @@ async fn update_rules() {
         .header("authorization", s.auth("alice"))
         .json(&json!({}));
     assert_eq!(json_of(r.send().await.unwrap()).await.0, 404);
-    assert_eq!(s.get_media("alice", id).await.1, media, "nothing changed");
+    assert_eq!(
+        unsigned(&s.get_media("alice", id).await.1),
+        unsigned(&media),
+        "nothing changed"
+    );
 }
 
 #[tokio::test]

@@ -19,10 +19,16 @@ async fn every_documented_operation_is_served_and_no_other() {
     let doc = document();
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(paths.len(), 5);
+    let undocumented_too = !skip_on_lambda(
+        "undocumented methods are answered by API Gateway (404), not by a function",
+    );
     for (path, item) in paths {
         let concrete = path.replace("{id}", "1");
         for method in METHODS {
             let documented = item.get(method).is_some();
+            if !documented && !undocumented_too {
+                continue;
+            }
             let r = s
                 .client
                 .request(method.to_uppercase().parse().unwrap(), s.url(&concrete))

@@ -32,7 +32,7 @@ async fn an_upload_continues_after_a_restart_and_media_survive_it() {
     assert_eq!(st, 201, "{media}");
     let s = s.restart().await;
     let (st, got) = s.get_media("alice", media["id"].as_u64().unwrap()).await;
-    assert_eq!((st, &got), (200, &media));
+    assert_eq!((st, unsigned(&got)), (200, unsigned(&media)));
     assert_eq!(s.fetch(got["image"].as_str().unwrap()).await.1, data);
 }
 
@@ -63,7 +63,7 @@ async fn the_sweep_releases_expired_uploads_and_keeps_completed_media() {
     assert!(s.holds_bytes(&pending).await);
 
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-    let report = media_shared::cleanup::sweep(&s.running().app, time_now())
+    let report = media_shared::cleanup::sweep(s.app(), time_now())
         .await
         .unwrap();
     assert_eq!(
@@ -86,7 +86,7 @@ async fn the_sweep_releases_expired_uploads_and_keeps_completed_media() {
     assert_eq!(st, 200);
     assert_eq!(s.fetch(got["image"].as_str().unwrap()).await.1, done);
     // A second sweep finds nothing to do.
-    let again = media_shared::cleanup::sweep(&s.running().app, time_now())
+    let again = media_shared::cleanup::sweep(s.app(), time_now())
         .await
         .unwrap();
     assert_eq!((again.released, again.sessions_removed), (0, 0));

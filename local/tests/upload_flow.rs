@@ -180,7 +180,7 @@ async fn repeating_a_complete_returns_the_same_media() {
     assert_eq!(st, 201);
     let (st, again) = s.complete("alice", &id, &md5_hex(&image), None).await;
     assert_eq!(st, 200, "{again}");
-    assert_eq!(first, again);
+    assert_eq!(unsigned(&first), unsigned(&again));
     let (st, other) = s.complete("alice", &id, &md5_hex(b"other"), None).await;
     assert_eq!((st, code(&other)), (400, "upload_completed"));
     // Nobody else learns that the upload exists.
@@ -196,5 +196,89 @@ async fn get_returns_the_completed_media() {
     let (_, media) = s.complete("alice", &id, &md5_hex(&image), None).await;
     let (st, got) = s.get_media("bob", media["id"].as_u64().unwrap()).await;
     assert_eq!(st, 200);
-    assert_eq!(got, media);
+    assert_eq!(unsigned(&got), unsigned(&media));
+}
+
+/// Lambda's limit on a synchronous invocation's request payload: 6 MB.
+const LAMBDA_MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
+
+#[tokio::test]
+async fn the_largest_chunk_the_template_allows_fits_one_lambda_request() {
+    use base64::Engine;
+    let s = TestServer::start().await;
+    let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap(),
+    )
+    .unwrap();
+    let max = template["Parameters"]["MaxChunkBytes"]["Default"]
+        .as_u64()
+        .expect("MaxChunkBytes has a default") as usize;
+    assert_eq!(
+        max as u64, s.config.limits.max_chunk_bytes,
+        "the suite runs at the template's limit"
+    );
+    let doc = pdf(max + 1000);
+    let total = doc.len();
+
+    // The first chunk as the official client sends it: the file part alone, then its boundary.
+    let boundary = "----WebKitFormBoundaryq3VYRnZtDiaN8k2p";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"report.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&doc[..max]);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let range = format!("bytes 0-{}/{total}", max - 1);
+
+    // What API Gateway makes of it: a recorded chunk event (headers, authorizer claims, context) with
+    // this body, base64-encoded as HTTP APIs deliver binary bodies.
+    let mut event: serde_json::Value =
+        serde_json::from_str(include_str!("../../shared/tests/fixtures/apigw/chunk.json")).unwrap();
+    event["body"] = base64::engine::general_purpose::STANDARD
+        .encode(&body)
+        .into();
+    event["isBase64Encoded"] = true.into();
+    event["headers"]["content-length"] = body.len().to_string().into();
+    event["headers"]["content-range"] = range.clone().into();
+    event["headers"]["content-type"] = content_type.clone().into();
+    let event_bytes = serde_json::to_vec(&event).unwrap().len();
+    eprintln!(
+        "a {max}-byte chunk: {} bytes of multipart body, {event_bytes} bytes of API Gateway event; \
+         Lambda takes {LAMBDA_MAX_REQUEST_BYTES} ({} to spare)",
+        body.len(),
+        LAMBDA_MAX_REQUEST_BYTES - event_bytes.min(LAMBDA_MAX_REQUEST_BYTES)
+    );
+    assert!(
+        event_bytes < LAMBDA_MAX_REQUEST_BYTES,
+        "{event_bytes} bytes of event do not fit in one Lambda request"
+    );
+
+    // And the service takes it (on the lambda backend: through watch's event, base64 and all).
+    let r = s
+        .client
+        .post(s.url("/api/v2/media/upload/chunk/"))
+        .header("authorization", s.auth("alice"))
+        .header("content-type", content_type)
+        .header("content-range", range)
+        .body(body);
+    let (st, b) = json_of(r.send().await.unwrap()).await;
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(b["offset"], max as u64);
+    let id = b["upload_id"].as_str().unwrap();
+    let (st, b) = s
+        .chunk(
+            "alice",
+            Some(id),
+            Some(format!("bytes {max}-{}/{total}", total - 1)),
+            doc[max..].to_vec(),
+        )
+        .await;
+    assert_eq!((st, b["offset"].as_u64()), (201, Some(total as u64)), "{b}");
+    let (st, media) = s.complete("alice", id, &md5_hex(&doc), None).await;
+    assert_eq!(st, 201, "{media}");
+    assert_eq!(
+        md5_hex(&s.fetch(media["url"].as_str().unwrap()).await.1),
+        md5_hex(&doc)
+    );
 }

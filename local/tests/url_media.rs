@@ -578,7 +578,7 @@ async fn uploaded_images_get_a_thumbnail_at_completion() {
 #[tokio::test]
 async fn deferred_thumbnails_come_from_the_stream_and_never_resurrect_a_media() {
     let s = TestServer::start_with(|c| c.limits.thumbnails = ThumbnailMode::Deferred).await;
-    let app = &s.running().app;
+    let app = s.app();
     let png = solid_png(600, 900, [0x10, 0x20, 0x30]);
     let upload = s.upload("alice", &png, 204_800).await;
     let (st, m) = s.complete("alice", &upload, &md5_hex(&png), None).await;

@@ -1,31 +1,112 @@
-//! The Lambda glue: API Gateway HTTP API (v2) events in, the shared handlers' responses out. The user
-//! comes from the JWT authorizer's claims in the request context: API Gateway has verified the token
-//! before the function runs, so the function never sees an unauthenticated request on an authorized route.
+//! The Lambda glue: API Gateway HTTP API (v2) events in, the shared handlers' responses out.
+//!
+//! # Who is calling
+//!
+//! This is the one place that decides it for the function binaries:
+//!
+//! 1. **The JWT authorizer's claims** in the request context (production): API Gateway verified the
+//!    token before the function ran, so the caller is the `sub` claim, and the function never sees an
+//!    unauthenticated request on a route with the authorizer.
+//! 2. **No claims, and `MEDIA_JWT_SECRET` set** (local development under `cargo lambda watch`, which has
+//!    no authorizer): the function verifies the `Authorization: Bearer` token itself, exactly as
+//!    media-local does ([`Hs256`]: HS256, `exp` and `sub` required). No header is anonymous; a bad
+//!    token is a 401 with the reason.
+//! 3. **No claims and no key**: a token nobody verified is never trusted. On a route that has the
+//!    authorizer on API Gateway (every endpoint but click, see [`behind_authorizer`]) an
+//!    `Authorization` header is then a 401; without one the request is anonymous (and the handler's 401
+//!    follows where a user is required). Click's route has no authorizer in production, so real users'
+//!    tokens reach it unverified: there the header is ignored and the click is anonymous, as it always
+//!    was on AWS (a 401 would refuse every signed-in user's click).
+//!
+//! local/tests/template_routes.rs checks [`behind_authorizer`] against template.yaml.
 
 use bytes::Bytes;
+use http::HeaderMap;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt};
 
-use crate::api::auth::{Caller, ClientIp};
+use crate::api::auth::{Caller, ClientIp, Hs256};
+use crate::api::routes::Endpoint;
 use crate::api::{Request, Response};
+use crate::config::Env;
 
-/// Converts the runtime's request into the handlers' `http::Request<Bytes>` with `Caller` and `ClientIp`.
-pub fn into_api_request(req: lambda_http::Request) -> Request {
+/// Whether API Gateway runs the JWT authorizer before this endpoint's function (template.yaml: every
+/// route but click's, whose authentication is optional).
+pub fn behind_authorizer(endpoint: Endpoint) -> bool {
+    !matches!(endpoint, Endpoint::Click)
+}
+
+/// What the request context says about the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorizer<'a> {
+    /// No authorizer ran (click's route on AWS, everything under `cargo lambda watch`).
+    Absent,
+    /// The JWT authorizer ran and verified the token; its `sub` claim, if any.
+    Verified { sub: Option<&'a str> },
+}
+
+/// How one function tells who is calling (the rule in the module doc).
+pub struct CallerRule {
+    /// `MEDIA_JWT_SECRET`, for when no authorizer ran; `None` in production.
+    local_key: Option<Hs256>,
+    authorized_route: bool,
+}
+
+impl CallerRule {
+    /// The rule for `endpoint`'s function, with the key from `MEDIA_JWT_SECRET` if it is set.
+    pub fn from_env(env: &dyn Env, endpoint: Endpoint) -> Self {
+        Self::new(
+            env.get("MEDIA_JWT_SECRET").as_deref().map(str::as_bytes),
+            endpoint,
+        )
+    }
+
+    pub fn new(local_key: Option<&[u8]>, endpoint: Endpoint) -> Self {
+        CallerRule {
+            local_key: local_key.map(Hs256::new),
+            authorized_route: behind_authorizer(endpoint),
+        }
+    }
+
+    /// The caller of a request, from what its context says and its headers.
+    pub fn caller(&self, authorizer: Authorizer, headers: &HeaderMap) -> Caller {
+        if let Authorizer::Verified { sub } = authorizer {
+            // A verified token without a subject names nobody: anonymous, so 401 where a user is needed.
+            return match sub.filter(|s| !s.is_empty()) {
+                Some(sub) => Caller::User(sub.to_string()),
+                None => Caller::Anonymous,
+            };
+        }
+        if let Some(key) = &self.local_key {
+            return key.caller(headers);
+        }
+        if self.authorized_route && headers.contains_key(http::header::AUTHORIZATION) {
+            return Caller::Invalid(
+                "the token cannot be verified: no authorizer checked it and MEDIA_JWT_SECRET is not set"
+                    .into(),
+            );
+        }
+        Caller::Anonymous
+    }
+}
+
+/// Converts the runtime's request into the handlers' `http::Request<Bytes>` with `Caller` (decided by
+/// `rule`) and `ClientIp`.
+pub fn into_api_request(req: lambda_http::Request, rule: &CallerRule) -> Request {
     let (caller, ip) = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => {
-            let sub = ctx
-                .authorizer
-                .as_ref()
-                .and_then(|a| a.jwt.as_ref())
-                .and_then(|jwt| jwt.claims.get("sub"))
-                .filter(|s| !s.is_empty());
-            let caller = sub.map_or(Caller::Anonymous, |s| Caller::User(s.clone()));
+            let authorizer = match ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref()) {
+                Some(jwt) => Authorizer::Verified {
+                    sub: jwt.claims.get("sub").map(String::as_str),
+                },
+                None => Authorizer::Absent,
+            };
             (
-                caller,
+                rule.caller(authorizer, req.headers()),
                 ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
             )
         }
-        _ => (Caller::Anonymous, None),
+        _ => (rule.caller(Authorizer::Absent, req.headers()), None),
     };
     let (mut parts, body) = req.into_parts();
     // A multipart chunk arrives base64-decoded as Binary; Vec -> Bytes takes the buffer without a copy.
@@ -58,16 +139,19 @@ pub fn into_lambda_response(resp: Response) -> lambda_http::Response<Body> {
 
 /// The whole life of an endpoint's function: clients built once per cold start, then every request
 /// through the shared handler.
-pub async fn serve(endpoint: crate::api::routes::Endpoint) -> Result<(), lambda_http::Error> {
+pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     init_tracing();
-    let app = crate::wiring::for_lambda(&crate::config::ProcessEnv)
-        .await?
-        .app;
+    let env = crate::config::ProcessEnv;
+    // MEDIA_CREATE_RESOURCES (read by the wiring) is only for local S3/DynamoDB servers
+    // (scripts/watch-functions.sh); the template never sets it.
+    let app = crate::wiring::for_lambda(&env).await?.app;
     let app = std::sync::Arc::new(app);
+    let rule = std::sync::Arc::new(CallerRule::from_env(&env, endpoint));
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
-        let app = app.clone();
+        let (app, rule) = (app.clone(), rule.clone());
         async move {
-            let resp = crate::api::routes::dispatch(endpoint, &app, into_api_request(req)).await;
+            let req = into_api_request(req, &rule);
+            let resp = crate::api::routes::dispatch(endpoint, &app, req).await;
             Ok::<_, std::convert::Infallible>(into_lambda_response(resp))
         }
     }))
@@ -84,4 +168,115 @@ pub fn init_tracing() {
         .without_time()
         .with_ansi(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        h
+    }
+
+    const ENDPOINTS: [Endpoint; 7] = [
+        Endpoint::Chunk,
+        Endpoint::Complete,
+        Endpoint::Create,
+        Endpoint::Get,
+        Endpoint::Update,
+        Endpoint::Delete,
+        Endpoint::Click,
+    ];
+
+    #[test]
+    fn the_authorizers_claims_decide_whenever_they_are_there() {
+        let forged = Hs256::new(b"other").issue("mallory", 60).unwrap();
+        for endpoint in ENDPOINTS {
+            for rule in [
+                CallerRule::new(None, endpoint),
+                CallerRule::new(Some(b"key"), endpoint),
+            ] {
+                // The header is what API Gateway verified; the function does not look at it again.
+                let verified = |sub| Authorizer::Verified { sub };
+                assert_eq!(
+                    rule.caller(verified(Some("alice")), &bearer(&forged)),
+                    Caller::User("alice".into())
+                );
+                // A verified token without a subject is nobody, whatever the header says.
+                assert_eq!(
+                    rule.caller(verified(None), &bearer(&forged)),
+                    Caller::Anonymous
+                );
+                assert_eq!(
+                    rule.caller(verified(Some("")), &bearer(&forged)),
+                    Caller::Anonymous
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn without_claims_or_key_an_unverified_token_is_never_a_user() {
+        let forged = Hs256::new(b"anything").issue("alice", 60).unwrap();
+        for endpoint in ENDPOINTS {
+            let rule = CallerRule::new(None, endpoint);
+            let caller = rule.caller(Authorizer::Absent, &bearer(&forged));
+            if endpoint == Endpoint::Click {
+                assert_eq!(caller, Caller::Anonymous, "{endpoint:?}");
+            } else {
+                assert!(
+                    matches!(caller, Caller::Invalid(_)),
+                    "{endpoint:?}: {caller:?}"
+                );
+            }
+            assert_eq!(
+                rule.caller(Authorizer::Absent, &HeaderMap::new()),
+                Caller::Anonymous
+            );
+        }
+    }
+
+    #[test]
+    fn without_claims_the_configured_key_verifies_the_token_as_media_local_does() {
+        let key = Hs256::new(b"key");
+        let genuine = key.issue("alice", 60).unwrap();
+        let forged = Hs256::new(b"other").issue("alice", 60).unwrap();
+        for endpoint in ENDPOINTS {
+            let rule = CallerRule::new(Some(b"key"), endpoint);
+            for headers in [bearer(&genuine), bearer(&forged), HeaderMap::new()] {
+                assert_eq!(
+                    rule.caller(Authorizer::Absent, &headers),
+                    key.caller(&headers)
+                );
+            }
+            assert_eq!(
+                rule.caller(Authorizer::Absent, &bearer(&genuine)),
+                Caller::User("alice".into())
+            );
+            assert!(matches!(
+                rule.caller(Authorizer::Absent, &bearer(&forged)),
+                Caller::Invalid(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn the_key_comes_from_media_jwt_secret() {
+        let token = Hs256::new(b"s3cret").issue("alice", 60).unwrap();
+        let rule = CallerRule::from_env(&[("MEDIA_JWT_SECRET", "s3cret")], Endpoint::Get);
+        assert_eq!(
+            rule.caller(Authorizer::Absent, &bearer(&token)),
+            Caller::User("alice".into())
+        );
+        let rule = CallerRule::from_env(&[("OTHER", "s3cret")], Endpoint::Get);
+        assert!(matches!(
+            rule.caller(Authorizer::Absent, &bearer(&token)),
+            Caller::Invalid(_)
+        ));
+    }
 }

@@ -19,11 +19,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::Body;
 use media_shared::adapters::aws::{AwsClients, AwsConfig};
-use media_shared::api::auth::{Caller, ClientIp};
+use media_shared::api::auth::{Caller, ClientIp, Hs256};
 use media_shared::api::routes::{self, Endpoint};
 use media_shared::app::App;
 use media_shared::domain::Click;
-use media_shared::lambda;
+use media_shared::lambda::{self, CallerRule};
 use media_shared::wiring::{self, Stores};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -146,9 +146,19 @@ impl Answer {
     }
 }
 
+/// How a deployed function tells who is calling: from the authorizer's claims, no key of its own.
+fn on_aws(endpoint: Endpoint) -> CallerRule {
+    CallerRule::new(None, endpoint)
+}
+
 /// What a function binary does with one event.
 async fn call(app: &App, endpoint: Endpoint, event: &Value) -> Answer {
-    let req = lambda::into_api_request(request(event));
+    call_with(app, endpoint, &on_aws(endpoint), event).await
+}
+
+/// The same under another rule (e.g. with `MEDIA_JWT_SECRET`, as under `cargo lambda watch`).
+async fn call_with(app: &App, endpoint: Endpoint, rule: &CallerRule, event: &Value) -> Answer {
+    let req = lambda::into_api_request(request(event), rule);
     let resp = lambda::into_lambda_response(routes::dispatch(endpoint, app, req).await);
     Answer {
         status: resp.status().as_u16(),
@@ -209,14 +219,33 @@ fn error(code: &str, message: &str) -> Value {
 fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
     let alice = Some(Caller::User(ALICE.into()));
     let ip = Some(ClientIp(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7))));
-    for (name, method, path, caller) in [
-        ("chunk", "POST", "/api/v2/media/upload/chunk/", &alice),
-        ("complete", "POST", "/api/v2/media/upload/complete/", &alice),
-        ("create", "POST", "/api/v2/media/", &alice),
-        ("get", "GET", "/api/v2/media/17/", &alice),
-        ("delete", "DELETE", "/api/v2/media/17/", &alice),
+    for (name, endpoint, method, path, caller) in [
+        (
+            "chunk",
+            Endpoint::Chunk,
+            "POST",
+            "/api/v2/media/upload/chunk/",
+            &alice,
+        ),
+        (
+            "complete",
+            Endpoint::Complete,
+            "POST",
+            "/api/v2/media/upload/complete/",
+            &alice,
+        ),
+        ("create", Endpoint::Create, "POST", "/api/v2/media/", &alice),
+        ("get", Endpoint::Get, "GET", "/api/v2/media/17/", &alice),
+        (
+            "delete",
+            Endpoint::Delete,
+            "DELETE",
+            "/api/v2/media/17/",
+            &alice,
+        ),
         (
             "click",
+            Endpoint::Click,
             "POST",
             "/api/v2/media/17/click/",
             &Some(Caller::Anonymous),
@@ -226,7 +255,7 @@ fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
         assert_eq!(event["version"], "2.0", "{name}");
         assert_eq!(event["requestContext"]["stage"], "$default", "{name}");
         assert_eq!(event["rawPath"], path, "{name}");
-        let req = lambda::into_api_request(request(&event));
+        let req = lambda::into_api_request(request(&event), &on_aws(endpoint));
         assert_eq!(req.method().as_str(), method, "{name}");
         assert_eq!(req.uri().path(), path, "{name}");
         assert_eq!(req.extensions().get::<Caller>(), caller.as_ref(), "{name}");
@@ -234,7 +263,7 @@ fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
     }
 
     // Bodies arrive decoded: the multipart and the form from base64, the JSON as text.
-    let chunk = lambda::into_api_request(request(&fixture("chunk")));
+    let chunk = lambda::into_api_request(request(&fixture("chunk")), &on_aws(Endpoint::Chunk));
     assert!(chunk
         .body()
         .starts_with(format!("--{BOUNDARY}\r\n").as_bytes()));
@@ -245,26 +274,30 @@ fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
         chunk.body().len().to_string(),
         chunk.headers()["content-length"].to_str().unwrap()
     );
-    let complete = lambda::into_api_request(request(&fixture("complete")));
+    let complete =
+        lambda::into_api_request(request(&fixture("complete")), &on_aws(Endpoint::Complete));
     assert_eq!(
         &complete.body()[..],
         b"upload_id=3f6c1d2e9a8b4c7d8e0f1a2b3c4d5e6f&md5=3ab739d7d4d7296eeafd3b9303b5121b&type=image"
     );
-    let create = lambda::into_api_request(request(&fixture("create")));
+    let create = lambda::into_api_request(request(&fixture("create")), &on_aws(Endpoint::Create));
     let body: Value = serde_json::from_slice(create.body()).unwrap();
     assert_eq!(body["type"], "embed");
 
     // The helpers change only what they say.
-    let other = lambda::into_api_request(request(&with_sub(
-        with_media_id(fixture("delete"), 4321),
-        "bob",
-    )));
+    let other = lambda::into_api_request(
+        request(&with_sub(with_media_id(fixture("delete"), 4321), "bob")),
+        &on_aws(Endpoint::Delete),
+    );
     assert_eq!(other.uri().path(), "/api/v2/media/4321/");
     assert_eq!(
         other.extensions().get::<Caller>(),
         Some(&Caller::User("bob".into()))
     );
-    let anonymous = lambda::into_api_request(request(&without_authorizer(fixture("get"))));
+    let anonymous = lambda::into_api_request(
+        request(&without_authorizer(fixture("get"))),
+        &on_aws(Endpoint::Get),
+    );
     assert_eq!(
         anonymous.extensions().get::<Caller>(),
         Some(&Caller::Anonymous)
@@ -480,6 +513,129 @@ async fn authenticated_endpoints_without_authorizer_answer_401_and_change_nothin
     )
     .await;
     assert_eq!(a.status, 404);
+}
+
+/// What `cargo lambda watch` delivers: no authorizer in the context, the client's token in the header.
+fn with_unverified_token(event: Value, token: &str) -> Value {
+    let mut event = without_authorizer(event);
+    event["headers"]["authorization"] = json!(format!("Bearer {token}"));
+    event
+}
+
+#[tokio::test]
+async fn without_authorizer_a_token_counts_only_if_the_function_can_verify_it() {
+    let m = moto().await;
+    let created = call(&m.app, Endpoint::Create, &fixture("create"))
+        .await
+        .json();
+    let id = created["id"].as_u64().unwrap();
+    let file = png(4, 4, 1);
+    let key = b"cargo-lambda-watch-secret";
+    let genuine = Hs256::new(key).issue(ALICE, 600).unwrap();
+    let forged = Hs256::new(b"not the key").issue(ALICE, 600).unwrap();
+    let mut update = with_media_id(fixture("get"), id);
+    update["requestContext"]["http"]["method"] = json!("PATCH");
+    update["body"] = json!(r#"{"title":"forged"}"#);
+    update["headers"]["content-type"] = json!("application/json");
+    let events = [
+        (Endpoint::Chunk, chunk_event(None, &file, 0, file.len())),
+        (
+            Endpoint::Complete,
+            complete_event("3f6c1d2e9a8b4c7d8e0f1a2b3c4d5e6f", &md5_hex(&file)),
+        ),
+        (Endpoint::Create, fixture("create")),
+        (Endpoint::Get, with_media_id(fixture("get"), id)),
+        (Endpoint::Update, update),
+        (Endpoint::Delete, with_media_id(fixture("delete"), id)),
+        (Endpoint::Click, with_media_id(fixture("click"), id)),
+    ];
+
+    for (endpoint, event) in &events {
+        // No key: nobody verified the token, so it is refused wherever the route has the authorizer
+        // on AWS; click's route has none there, so the token is ignored and the click anonymous.
+        let no_key = CallerRule::new(None, *endpoint);
+        let a = call_with(
+            &m.app,
+            *endpoint,
+            &no_key,
+            &with_unverified_token(event.clone(), &forged),
+        )
+        .await;
+        if *endpoint == Endpoint::Click {
+            assert_eq!(a.status, 204, "{endpoint:?}: {:?}", a.body);
+        } else {
+            assert_eq!(a.status, 401, "{endpoint:?}: {:?}", a.body);
+            assert_eq!(
+                a.json(),
+                error(
+                    "not_authenticated",
+                    "the token cannot be verified: no authorizer checked it and MEDIA_JWT_SECRET is not set"
+                ),
+                "{endpoint:?}"
+            );
+        }
+
+        // With the key the function verifies the token as media-local does: a forged one is a 401.
+        let with_key = CallerRule::new(Some(key), *endpoint);
+        let a = call_with(
+            &m.app,
+            *endpoint,
+            &with_key,
+            &with_unverified_token(event.clone(), &forged),
+        )
+        .await;
+        assert_eq!(a.status, 401, "{endpoint:?}: {:?}", a.body);
+        let v = a.json();
+        assert_eq!(v["errors"][0]["code"], "not_authenticated", "{endpoint:?}");
+        assert!(
+            v["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid token"),
+            "{endpoint:?}: {v}"
+        );
+    }
+
+    // Nothing changed: the media is unedited and still there, one anonymous click was counted.
+    let a = call(&m.app, Endpoint::Get, &with_media_id(fixture("get"), id)).await;
+    assert_eq!((a.status, a.json()), (200, created.clone()));
+    let counted = clicks(&m).await;
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    assert_eq!(counted[0].user, None);
+
+    // A genuine token with the key: the caller is its subject, as behind the authorizer.
+    let get = with_unverified_token(with_media_id(fixture("get"), id), &genuine);
+    let a = call_with(
+        &m.app,
+        Endpoint::Get,
+        &CallerRule::new(Some(key), Endpoint::Get),
+        &get,
+    )
+    .await;
+    assert_eq!((a.status, a.json()), (200, created));
+    let click = with_unverified_token(with_media_id(fixture("click"), id), &genuine);
+    let rule = CallerRule::new(Some(key), Endpoint::Click);
+    assert_eq!(
+        call_with(&m.app, Endpoint::Click, &rule, &click)
+            .await
+            .status,
+        204
+    );
+    let counted = clicks(&m).await;
+    assert_eq!(counted.len(), 2, "{counted:?}");
+    assert!(
+        counted.iter().any(|c| c.user.as_deref() == Some(ALICE)),
+        "{counted:?}"
+    );
+    // Without a token the function's own key changes nothing: anonymous, and 401 where a user is needed.
+    let a = call_with(
+        &m.app,
+        Endpoint::Get,
+        &CallerRule::new(Some(key), Endpoint::Get),
+        &without_authorizer(with_media_id(fixture("get"), id)),
+    )
+    .await;
+    assert_eq!(a.status, 401);
 }
 
 /// Every click recorded in the table.

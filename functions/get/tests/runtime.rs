@@ -215,7 +215,11 @@ async fn the_built_get_function_answers_api_gateway_events_through_the_runtime_a
     let create = lambda_http::request::from_str(CREATE).expect("the create fixture");
     let created = tokio::time::timeout(
         WAIT,
-        dispatch(Endpoint::Create, &app, lambda::into_api_request(create)),
+        dispatch(
+            Endpoint::Create,
+            &app,
+            lambda::into_api_request(create, &lambda::CallerRule::new(None, Endpoint::Create)),
+        ),
     )
     .await
     .expect("create answers");
@@ -271,9 +275,10 @@ async fn the_built_get_function_answers_api_gateway_events_through_the_runtime_a
             404,
             json!({"errors": [{"code": "not_found", "message": "media not found"}]}),
         ),
+        // No authorizer ran and the function has no key of its own: the token is not trusted.
         (
             401,
-            json!({"errors": [{"code": "not_authenticated", "message": "authentication credentials were not provided"}]}),
+            json!({"errors": [{"code": "not_authenticated", "message": "the token cannot be verified: no authorizer checked it and MEDIA_JWT_SECRET is not set"}]}),
         ),
     ];
     for ((want_id, _), (status, body)) in events.iter().zip(expected) {

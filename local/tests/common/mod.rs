@@ -1,10 +1,13 @@
 //! Test harness: the real server on a loopback port (in-process, fresh data directory), a reqwest
 //! client, tokens, and the upload steps the official client performs.
 //!
-//! The same suite runs on both backends: by default on the embedded one; with `MEDIA_TEST_BACKEND=aws`
+//! The same suite runs on three backends: by default on the embedded one; with `MEDIA_TEST_BACKEND=aws`
 //! on S3 + DynamoDB through the real SDK, against the server `scripts/start-moto.sh` started (each
-//! server gets its own fresh bucket and table).
+//! server gets its own fresh bucket and table); with `MEDIA_TEST_BACKEND=lambda` the same, but served
+//! by the function binaries behind `cargo lambda watch` instead of media-local (see `functions`).
 #![allow(dead_code)]
+
+pub mod functions;
 
 use std::path::PathBuf;
 
@@ -12,6 +15,8 @@ use md5::{Digest, Md5};
 use media_local::config::LocalConfig;
 use media_local::server::{self, Running};
 use media_shared::adapters::aws::AwsConfig;
+use media_shared::api::auth::Hs256;
+use media_shared::app::App;
 use media_shared::domain::{Click, Limits};
 use media_shared::wiring::{Backend, Stores};
 use reqwest::multipart::{Form, Part};
@@ -21,7 +26,11 @@ pub const SECRET: &str = "test-secret";
 
 pub struct TestServer {
     pub base: String,
+    /// media-local, on the embedded or the AWS backend.
     pub running: Option<Running>,
+    /// `MEDIA_TEST_BACKEND=lambda`: the functions, and the App and stores they share (the test's own
+    /// view of the same bucket and table).
+    pub lambda: Option<(functions::Functions, App, Stores)>,
     pub config: LocalConfig,
     pub client: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
@@ -39,13 +48,27 @@ pub fn config(dir: PathBuf) -> LocalConfig {
     }
 }
 
+/// `MEDIA_TEST_BACKEND=lambda`: the function binaries serve the suite (on the AWS backend's stores).
+pub fn on_lambda() -> bool {
+    std::env::var("MEDIA_TEST_BACKEND").as_deref() == Ok("lambda")
+}
+
+/// For the few checks the functions cannot take on this backend: says why on the test's output and
+/// returns true when they must be skipped.
+pub fn skip_on_lambda(why: &str) -> bool {
+    if on_lambda() {
+        eprintln!("skipped on the lambda backend: {why}");
+    }
+    on_lambda()
+}
+
 fn test_backend(data_dir: PathBuf) -> Backend {
     match std::env::var("MEDIA_TEST_BACKEND").as_deref() {
         Err(_) | Ok("local") => Backend::Local { data_dir },
-        Ok("aws") => {
+        Ok(backend @ ("aws" | "lambda")) => {
             assert!(
                 std::env::var("MEDIA_TEST_AWS").is_ok(),
-                "MEDIA_TEST_BACKEND=aws needs the local S3/DynamoDB server: run through scripts/test.sh, or eval \"$(scripts/start-moto.sh)\" first"
+                "MEDIA_TEST_BACKEND={backend} needs the local S3/DynamoDB server: run through scripts/test.sh, or eval \"$(scripts/start-moto.sh)\" first"
             );
             let unique = uuid::Uuid::new_v4().simple().to_string();
             Backend::Aws {
@@ -59,8 +82,16 @@ fn test_backend(data_dir: PathBuf) -> Backend {
                 create_resources: true,
             }
         }
-        Ok(other) => panic!("MEDIA_TEST_BACKEND={other}: use local or aws"),
+        Ok(other) => panic!("MEDIA_TEST_BACKEND={other}: use local, aws or lambda"),
     }
+}
+
+/// A request no function is routed for gets no answer from watch: the timeout ends it, and any hang.
+fn lambda_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap()
 }
 
 impl TestServer {
@@ -93,18 +124,48 @@ impl TestServer {
     }
 
     async fn on(config: LocalConfig) -> Self {
+        if let (true, Backend::Aws { config: aws, .. }) = (on_lambda(), &config.backend) {
+            return Self::on_functions(config.clone(), aws.clone()).await;
+        }
         let running = server::start(config.clone()).await.expect("server starts");
         TestServer {
             base: format!("http://{}", running.addr),
             running: Some(running),
+            lambda: None,
             config,
             client: reqwest::Client::new(),
             _dir: None,
         }
     }
 
-    /// Stops the server and starts a new one on the same data directory (and port).
+    async fn on_functions(config: LocalConfig, aws: AwsConfig) -> Self {
+        let backend = Backend::Aws {
+            config: aws.clone(),
+            create_resources: true,
+        };
+        let wired = media_shared::wiring::build(&backend, config.limits.clone(), None)
+            .await
+            .expect("bucket and table");
+        let functions = functions::Functions::start(&config, &aws);
+        TestServer {
+            base: format!("http://127.0.0.1:{}", functions.port),
+            running: None,
+            lambda: Some((functions, wired.app, wired.stores)),
+            config,
+            client: lambda_client(),
+            _dir: None,
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data directory (and port). On the lambda
+    /// backend: every function process and the watch server, i.e. a cold start of each function.
     pub async fn restart(mut self) -> Self {
+        if let Some((functions, app, stores)) = self.lambda.take() {
+            self.lambda = Some((functions.restart(), app, stores));
+            // Its pooled connections went with the old watch server.
+            self.client = lambda_client();
+            return self;
+        }
         let addr = self.running.as_ref().unwrap().addr;
         self.running.take().unwrap().stop().await;
         let mut cfg = self.config.clone();
@@ -115,13 +176,34 @@ impl TestServer {
     }
 
     pub fn running(&self) -> &Running {
-        self.running.as_ref().unwrap()
+        self.running
+            .as_ref()
+            .expect("no media-local here: the lambda backend runs the functions")
+    }
+
+    /// The handlers' App on the stores this server uses.
+    pub fn app(&self) -> &App {
+        match &self.lambda {
+            Some((_, app, _)) => app,
+            None => &self.running().app,
+        }
+    }
+
+    pub fn stores(&self) -> &Stores {
+        match &self.lambda {
+            Some((_, _, stores)) => stores,
+            None => &self.running().stores,
+        }
+    }
+
+    pub fn on_lambda(&self) -> bool {
+        self.lambda.is_some()
     }
 
     /// Whether storage still holds bytes of this unfinished upload (partial file; or staged chunks,
     /// an open multipart upload or a single-part object in S3).
     pub async fn holds_bytes(&self, upload_id: &str) -> bool {
-        match &self.running().stores {
+        match self.stores() {
             Stores::Local { blobs, .. } => blobs.has_partial(upload_id),
             Stores::Aws { clients, config } => {
                 let list = |prefix: String| {
@@ -157,7 +239,7 @@ impl TestServer {
 
     /// Every recorded click, oldest first.
     pub async fn clicks(&self) -> Vec<Click> {
-        let mut clicks: Vec<Click> = match &self.running().stores {
+        let mut clicks: Vec<Click> = match self.stores() {
             Stores::Local { meta, .. } => meta.clicks().await.unwrap(),
             Stores::Aws { clients, config } => {
                 let out = clients
@@ -188,7 +270,19 @@ impl TestServer {
     }
 
     pub fn token(&self, user: &str) -> String {
-        self.running().auth.token(user).unwrap()
+        match &self.running {
+            Some(running) => running.auth.token(user).unwrap(),
+            // The functions verify with MEDIA_JWT_SECRET = the tests' secret.
+            None => Hs256::new(
+                self.config
+                    .jwt_secret
+                    .as_deref()
+                    .unwrap_or(SECRET)
+                    .as_bytes(),
+            )
+            .issue(user, 24 * 3600)
+            .unwrap(),
+        }
     }
 
     pub fn auth(&self, user: &str) -> String {
@@ -315,6 +409,21 @@ pub fn url_path(v: &Value) -> String {
         .unwrap()
         .path()
         .to_string()
+}
+
+/// A media (or any JSON) with the signatures of presigned S3 URLs taken out: two reads of the same
+/// media on S3 sign its URLs at their own second, so only the rest must be equal.
+pub fn unsigned(v: &Value) -> Value {
+    match v {
+        Value::String(s) if s.contains("X-Amz-Signature=") => {
+            Value::String(s.split('?').next().unwrap().to_string())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(unsigned).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), unsigned(v))).collect())
+        }
+        other => other.clone(),
+    }
 }
 
 /// The first error code of an error envelope.

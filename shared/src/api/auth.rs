@@ -1,6 +1,7 @@
 //! Who is calling. Entry points resolve the caller before the handler runs and put a `Caller` in the
-//! request's extensions: the Lambda binaries from the API Gateway JWT authorizer's claims, the local
-//! server by verifying the HS256 token itself. Handlers only read it.
+//! request's extensions: the local server by verifying the HS256 token itself, the Lambda binaries by
+//! the rule in `crate::lambda` (the authorizer's claims; without them, this same HS256 check if a key
+//! is configured). Handlers only read it.
 
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -54,7 +55,8 @@ struct Claims {
     exp: u64,
 }
 
-/// HS256 verification for the local server (behind API Gateway the authorizer does this).
+/// HS256 verification for the local server and for functions without an authorizer (behind API
+/// Gateway the authorizer does this).
 pub struct Hs256 {
     decoding: DecodingKey,
     encoding: EncodingKey,
