@@ -44,7 +44,7 @@ step "browser tests: CORS and the try-it page in headless Chromium, on both back
 scripts/browser-tests.sh
 
 step "packaging: every function builds for Lambda (cargo lambda build --release --arm64)"
-PATH="$PWD/.venv-test/bin:$PATH" cargo lambda build --release --arm64 --workspace --exclude media-local
+PATH="$PWD/.venv-test/bin:$PATH" cargo lambda build --release --arm64 --workspace --exclude media-local --exclude media-bench
 for f in functions/*/; do
   name=$(basename "$f")
   bootstrap="target/lambda/$name/bootstrap"
