@@ -140,7 +140,7 @@ impl Backend for Aws {
 /// One `#[tokio::test]` per contract test, each on a fresh backend made by `$backend().await`. Extra
 /// attributes (e.g. `#[ignore = "needs moto"]`) are put on every test:
 ///
-/// ```ignore
+/// ```text
 /// media_testkit::port_contract_tests!(media_testkit::contract::local);
 /// ```
 #[macro_export]
