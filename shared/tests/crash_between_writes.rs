@@ -69,9 +69,14 @@ impl UploadStore for Flaky {
     }
 }
 
+/// How long a chunk request holds its upload. It must outlive the crashed request for the retry to
+/// meet the lease: a 2 MiB chunk merged into a 5 MiB part took 1.08 s through moto on a loaded
+/// machine, which is why one second was not enough.
+const LEASE_SECS: u64 = 3;
+
 fn limits() -> Limits {
     Limits {
-        lease_secs: 1,
+        lease_secs: LEASE_SECS,
         max_chunk_bytes: 4 * 1024 * 1024,
         max_doc_bytes: 64 * 1024 * 1024,
         ..Limits::default()
@@ -145,7 +150,7 @@ async fn upload_through_a_crash(
             409 => {
                 assert_eq!(mode, LOST, "{b}");
                 saw_conflict = true;
-                tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(LEASE_SECS * 1000 + 100)).await;
             }
             // The commit landed: the server says where to go on.
             400 => {
