@@ -3,7 +3,7 @@
 # the tests need, so that a caller can run:
 #
 #   eval "$(scripts/start-moto.sh)"
-#   CARGO_TARGET_DIR=/work/target-aws cargo test -p media-shared --test aws_adapters
+#   cargo test -p media-shared --test aws_adapters -- --include-ignored
 #   scripts/stop-moto.sh
 #
 # moto is installed into .venv-test/ (once) and pinned exactly: moto 5.2.x answers ListParts with XML

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use axum::extract::Query;
@@ -17,72 +16,15 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::*;
-use image::{DynamicImage, GenericImageView, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+use image::{DynamicImage, GenericImageView};
 use media_shared::domain::ThumbnailMode;
+use media_testkit::{animated_gif, png_claiming, solid_png};
 use serde_json::{json, Value};
 
 /// Body cap of the fetcher in these tests, and the time cap.
 const MAX_FETCH: u64 = 256 * 1024;
 const TIMEOUT_SECS: u64 = 2;
 const MAX_REDIRECTS: u32 = 3;
-
-fn solid_png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
-    encode(
-        DynamicImage::ImageRgb8(RgbImage::from_pixel(w, h, Rgb(rgb))),
-        ImageFormat::Png,
-    )
-}
-
-fn encode(img: DynamicImage, format: ImageFormat) -> Vec<u8> {
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, format).unwrap();
-    out.into_inner()
-}
-
-/// Two frames: red, then blue. The thumbnail must be of the first.
-fn animated_gif() -> Vec<u8> {
-    use image::codecs::gif::{GifEncoder, Repeat};
-    let mut out = Vec::new();
-    {
-        let mut enc = GifEncoder::new(&mut out);
-        enc.set_repeat(Repeat::Infinite).unwrap();
-        for rgb in [[255, 0, 0], [0, 0, 255]] {
-            let frame = RgbaImage::from_pixel(40, 20, Rgba([rgb[0], rgb[1], rgb[2], 255]));
-            enc.encode_frame(image::Frame::new(frame)).unwrap();
-        }
-    }
-    out
-}
-
-/// A PNG header claiming 100000 x 100000 pixels with nothing behind it: decoding it would need 40 GB.
-fn bomb_png() -> Vec<u8> {
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    png.extend_from_slice(&[0, 0, 0, 0]);
-    png.extend_from_slice(b"IEND\xae\x42\x60\x82");
-    png
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
 
 fn html(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
@@ -204,7 +146,10 @@ async fn origin() -> String {
         )
         .route(
             "/img/bomb.png",
-            get(|| async { bytes("image/png", bomb_png()) }),
+            get(|| async {
+                // A header claiming 100000 x 100000 pixels with nothing behind it: 40 GB to decode.
+                bytes("image/png", png_claiming(100_000, 100_000))
+            }),
         )
         // Served as an image, but the bytes say otherwise: the bytes decide.
         .route(

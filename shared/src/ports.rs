@@ -1,5 +1,5 @@
 //! The storage traits the handlers need. Two implementations exist: `adapters::local` (disk + redb) and
-//! `adapters::aws` (S3 + DynamoDB); both pass the same contract tests.
+//! `adapters::aws` (S3 + DynamoDB); both pass the same contract tests (`testkit/src/contract/`).
 //!
 //! Writes of upload sessions are conditional on the version the writer read, which is what DynamoDB's
 //! conditional writes give and what makes ordering and mutual exclusion live outside process memory.

@@ -1,61 +1,32 @@
-//! The AWS adapters against moto on loopback, through the real AWS SDK. Run with
+//! The AWS adapters against moto on loopback, through the real AWS SDK: what is particular to S3 and
+//! DynamoDB (parts of at least 5 MiB, bytes written per byte uploaded, stray multipart uploads, the
+//! TTL attribute, public URLs). What every adapter promises is the port contract suite of
+//! `media-testkit`, run against these adapters too. Chunks go through the real chunk handler. Run with
 //!
 //! ```sh
 //! eval "$(scripts/start-moto.sh)"
-//! cargo test -p media-shared --test aws_adapters
+//! cargo test -p media-shared --test aws_adapters -- --include-ignored
 //! scripts/stop-moto.sh
 //! ```
 //!
 //! moto enforces S3's 5 MiB minimum part size (EntityTooSmall), so uploads in 204800-byte chunks
 //! passing here show that chunks really are merged into parts.
 
-mod aws_support;
-
-use aws_support::*;
 use bytes::Bytes;
 use media_shared::adapters::aws::{MAX_STAGED, MIN_PART_SIZE};
 use media_shared::domain::upload::{StagingState, UploadStatus};
-use media_shared::domain::{Click, MediaRecord, MediaType, StoreError};
-use media_shared::ports::{BlobStore, MediaStore, UploadStore};
-use time::OffsetDateTime;
+use media_shared::domain::MediaType;
+use media_shared::ports::BlobStore;
+use media_testkit::aws::*;
+use media_testkit::handlers::{new_session, send_chunk, write_only};
+use media_testkit::{md5_hex, random_bytes, CHUNK, MIB};
 
 #[tokio::test]
-async fn sessions_are_written_conditionally_on_their_version() {
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
+async fn sessions_carry_their_expiry_for_dynamodb_ttl() {
     let env = fresh().await;
-    let mut s = new_session(&env, 1000).await;
-    assert!(matches!(
-        env.meta.put_upload(&s, None).await,
-        Err(StoreError::Conflict)
-    ));
-    assert_eq!(env.meta.get_upload(&s.id).await.unwrap().as_ref(), Some(&s));
-    assert!(env.meta.get_upload("0123").await.unwrap().is_none());
-
-    s.offset = 10;
-    s.version = 1;
-    env.meta.put_upload(&s, Some(0)).await.unwrap();
-    // A second writer that read version 0 loses, and writes nothing.
-    let mut stale = s.clone();
-    stale.offset = 99;
-    assert!(matches!(
-        env.meta.put_upload(&stale, Some(0)).await,
-        Err(StoreError::Conflict)
-    ));
-    assert_eq!(
-        env.meta.get_upload(&s.id).await.unwrap().unwrap().offset,
-        10
-    );
-
-    assert!(matches!(
-        env.meta.delete_upload(&s.id, 0).await,
-        Err(StoreError::Conflict)
-    ));
-    env.meta.delete_upload(&s.id, 1).await.unwrap();
-    assert!(env.meta.get_upload(&s.id).await.unwrap().is_none());
-    // Deleting what is already gone is fine.
-    env.meta.delete_upload(&s.id, 1).await.unwrap();
-
     // The TTL attribute is in epoch seconds, next to the millisecond expiry the sweep uses.
-    let s = new_session(&env, 1000).await;
+    let s = new_session(&env.app, 1000).await;
     let item = env
         .clients
         .dynamodb
@@ -78,103 +49,13 @@ async fn sessions_are_written_conditionally_on_their_version() {
 }
 
 #[tokio::test]
-async fn expired_sessions_are_listed_up_to_the_limit() {
-    let env = fresh().await;
-    let now = OffsetDateTime::now_utc();
-    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-    let mut expired = Vec::new();
-    for i in 0..5 {
-        let mut s = new_session(&env, 1000).await;
-        s.expires_at_ms = now_ms - 1000 * (i + 1);
-        s.version = 1;
-        env.meta.put_upload(&s, Some(0)).await.unwrap();
-        expired.push(s.id.clone());
-    }
-    let live = new_session(&env, 1000).await;
-    // Media and counter items share the table and must not be mistaken for sessions.
-    env.meta
-        .put_media(&MediaRecord::new(1, "alice", MediaType::Doc, now))
-        .await
-        .unwrap();
-    env.meta.next_media_id().await.unwrap();
-
-    let mut all: Vec<String> = env
-        .meta
-        .list_expired(now_ms, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
-    all.sort();
-    expired.sort();
-    assert_eq!(all, expired);
-    assert!(!all.contains(&live.id));
-    assert_eq!(env.meta.list_expired(now_ms, 2).await.unwrap().len(), 2);
-}
-
-#[tokio::test]
-async fn media_counter_gives_unique_increasing_ids_under_concurrency() {
-    let env = fresh().await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..20 {
-        let meta = env.meta.clone();
-        tasks.spawn(async move { meta.next_media_id().await.unwrap() });
-    }
-    let mut ids = tasks.join_all().await;
-    ids.sort();
-    assert_eq!(ids, (1..=20).collect::<Vec<u64>>());
-    assert_eq!(env.meta.next_media_id().await.unwrap(), 21);
-}
-
-#[tokio::test]
-async fn media_and_clicks_round_trip() {
-    let env = fresh().await;
-    let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-    let mut m = MediaRecord::new(7, "alice", MediaType::Image, now);
-    m.title = Some("cat.png".into());
-    m.object_key = Some("media/abc.png".into());
-    m.size = Some(1234);
-    env.meta.put_media(&m).await.unwrap();
-    assert_eq!(env.meta.get_media(7).await.unwrap(), Some(m.clone()));
-    m.title = Some("dog.png".into());
-    env.meta.put_media(&m).await.unwrap();
-    assert_eq!(env.meta.get_media(7).await.unwrap(), Some(m));
-    env.meta.delete_media(7).await.unwrap();
-    assert_eq!(env.meta.get_media(7).await.unwrap(), None);
-    env.meta.delete_media(7).await.unwrap();
-
-    let click = Click {
-        media_id: 7,
-        user: Some("bob".into()),
-        ip: None,
-        at: now,
-    };
-    env.meta.record_click(&click).await.unwrap();
-    env.meta.record_click(&click).await.unwrap();
-    let clicks = env
-        .clients
-        .dynamodb
-        .scan()
-        .table_name(&env.cfg.table)
-        .filter_expression("kind = :c")
-        .expression_attribute_values(
-            ":c",
-            aws_sdk_dynamodb::types::AttributeValue::S("click".into()),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(clicks.items().len(), 2);
-}
-
-#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn a_12_mib_file_in_small_chunks_becomes_one_object() {
     let env = fresh().await;
-    let data = random_bytes(12 * MIB);
-    let mut s = new_session(&env, data.len() as u64).await;
+    let data = random_bytes(12 * MIB, 1);
+    let mut s = new_session(&env.app, data.len() as u64).await;
     for chunk in data.chunks(CHUNK) {
-        send_chunk(&env, &mut s, chunk).await;
+        send_chunk(&env.app, &mut s, chunk).await;
         // Never more staged than a part's worth, and every part but the last at least 5 MiB.
         let staged: u64 = s.staging.staged.iter().map(|c| c.len).sum();
         assert!(staged < MIN_PART_SIZE);
@@ -217,12 +98,13 @@ async fn a_12_mib_file_in_small_chunks_becomes_one_object() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn a_file_that_fits_in_one_part_is_invisible_until_finished() {
     let env = fresh().await;
-    let data = random_bytes(MIB);
-    let mut s = new_session(&env, data.len() as u64).await;
+    let data = random_bytes(MIB, 2);
+    let mut s = new_session(&env.app, data.len() as u64).await;
     for chunk in data.chunks(CHUNK) {
-        send_chunk(&env, &mut s, chunk).await;
+        send_chunk(&env.app, &mut s, chunk).await;
     }
     assert!(s.staging.staged.is_empty());
     assert_eq!(s.staging.parts.len(), 1);
@@ -260,11 +142,12 @@ async fn a_file_that_fits_in_one_part_is_invisible_until_finished() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn a_crash_between_the_write_and_the_commit_is_repaired_by_the_retry() {
     let env = fresh().await;
     // Two full parts and a last one: merges at chunks 26 and 52, and the last chunk.
-    let data = random_bytes(11 * MIB + 12345);
-    let mut s = new_session(&env, data.len() as u64).await;
+    let data = random_bytes(11 * MIB + 12345, 3);
+    let mut s = new_session(&env.app, data.len() as u64).await;
     let mut crashes = 0;
     for chunk in data.chunks(CHUNK) {
         let staged: u64 = s.staging.staged.iter().map(|c| c.len).sum();
@@ -273,11 +156,11 @@ async fn a_crash_between_the_write_and_the_commit_is_repaired_by_the_retry() {
         if merges || crashes == 0 {
             // The bytes reach S3, then the process dies before the session is committed: no commit,
             // no after_commit. The client retries the same chunk against the committed session.
-            let lost = write_only(&env, &s, chunk).await;
+            let lost = write_only(&env.app, &s, chunk).await;
             assert_ne!(lost, s.staging);
             crashes += 1;
         }
-        send_chunk(&env, &mut s, chunk).await;
+        send_chunk(&env.app, &mut s, chunk).await;
     }
     assert_eq!(crashes, 4);
     let key = s.object_key();
@@ -290,17 +173,18 @@ async fn a_crash_between_the_write_and_the_commit_is_repaired_by_the_retry() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn a_crash_on_the_last_chunk_of_a_one_part_file_is_repaired_by_the_retry() {
     let env = fresh().await;
-    let data = random_bytes(3 * CHUNK + 17);
-    let mut s = new_session(&env, data.len() as u64).await;
+    let data = random_bytes(3 * CHUNK + 17, 4);
+    let mut s = new_session(&env.app, data.len() as u64).await;
     let chunks: Vec<&[u8]> = data.chunks(CHUNK).collect();
     for chunk in &chunks[..chunks.len() - 1] {
-        send_chunk(&env, &mut s, chunk).await;
+        send_chunk(&env.app, &mut s, chunk).await;
     }
     let last = chunks[chunks.len() - 1];
-    write_only(&env, &s, last).await;
-    send_chunk(&env, &mut s, last).await;
+    write_only(&env.app, &s, last).await;
+    send_chunk(&env.app, &mut s, last).await;
     let key = s.object_key();
     // The crashed write's multipart upload is a stray next to the recorded one.
     assert_eq!(multipart_uploads(&env).await.len(), 2);
@@ -311,18 +195,19 @@ async fn a_crash_on_the_last_chunk_of_a_one_part_file_is_repaired_by_the_retry()
 }
 
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn discard_leaves_nothing_behind_and_can_be_repeated() {
     let env = fresh().await;
-    let data = random_bytes(12 * MIB);
-    let mut s = new_session(&env, data.len() as u64).await;
+    let data = random_bytes(12 * MIB, 5);
+    let mut s = new_session(&env.app, data.len() as u64).await;
     // One part written, chunks staged for the next one.
     for chunk in data[..7 * MIB].chunks(CHUNK) {
-        send_chunk(&env, &mut s, chunk).await;
+        send_chunk(&env.app, &mut s, chunk).await;
     }
     assert_eq!(s.staging.parts.len(), 1);
     assert!(!s.staging.staged.is_empty());
     // A staged chunk that was written but never committed, and a multipart upload nobody recorded.
-    write_only(&env, &s, &data[7 * MIB..7 * MIB + CHUNK]).await;
+    write_only(&env.app, &s, &data[7 * MIB..7 * MIB + CHUNK]).await;
     env.clients
         .s3
         .create_multipart_upload()
@@ -333,8 +218,8 @@ async fn discard_leaves_nothing_behind_and_can_be_repeated() {
         .unwrap();
     assert_eq!(multipart_uploads(&env).await.len(), 2);
     // Someone else's upload must survive.
-    let mut other = new_session(&env, 1000).await;
-    send_chunk(&env, &mut other, &data[..500]).await;
+    let mut other = new_session(&env.app, 1000).await;
+    send_chunk(&env.app, &mut other, &data[..500]).await;
 
     env.blobs.discard(&s).await.unwrap();
     assert_eq!(multipart_uploads(&env).await, vec![]);
@@ -348,17 +233,17 @@ async fn discard_leaves_nothing_behind_and_can_be_repeated() {
 
     // An upload whose last chunk was written but never committed: its one-part multipart upload,
     // which nothing records, is aborted too.
-    let small = random_bytes(1000);
-    let t = new_session(&env, small.len() as u64).await;
-    write_only(&env, &t, &small).await;
+    let small = random_bytes(1000, 6);
+    let t = new_session(&env.app, small.len() as u64).await;
+    write_only(&env.app, &t, &small).await;
     assert_eq!(multipart_uploads(&env).await.len(), 1);
     env.blobs.discard(&t).await.unwrap();
     assert_eq!(multipart_uploads(&env).await, vec![]);
     assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
 
     // A session that reached `Completing` may have a media pointing at its object: it stays.
-    let mut u = new_session(&env, small.len() as u64).await;
-    send_chunk(&env, &mut u, &small).await;
+    let mut u = new_session(&env.app, small.len() as u64).await;
+    send_chunk(&env.app, &mut u, &small).await;
     env.blobs.finish(&u, &u.object_key()).await.unwrap();
     u.status = UploadStatus::Completing {
         media_id: 1,
@@ -369,13 +254,14 @@ async fn discard_leaves_nothing_behind_and_can_be_repeated() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn tiny_chunks_are_compacted_so_the_session_stays_small() {
     let env = fresh().await;
-    let data = random_bytes(300 * 1000 + 1);
-    let mut s = new_session(&env, data.len() as u64).await;
+    let data = random_bytes(300 * 1000 + 1, 7);
+    let mut s = new_session(&env.app, data.len() as u64).await;
     let mut most = 0;
     for chunk in data.chunks(1000) {
-        send_chunk(&env, &mut s, chunk).await;
+        send_chunk(&env.app, &mut s, chunk).await;
         most = most.max(s.staging.staged.len());
     }
     assert!(most < MAX_STAGED, "{most} chunks staged at once");
@@ -386,6 +272,7 @@ async fn tiny_chunks_are_compacted_so_the_session_stays_small() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn whole_objects_and_public_urls() {
     let env = fresh_with(Some("https://cdn.example.com/")).await;
     let key = "media/fetched.png";

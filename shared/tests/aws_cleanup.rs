@@ -6,24 +6,23 @@
 //!
 //! ```sh
 //! eval "$(scripts/start-moto.sh)"
-//! cargo test -p media-shared --test aws_cleanup
+//! cargo test -p media-shared --test aws_cleanup -- --include-ignored
 //! ```
 //!
-//! The tests that only read the fixture need no moto server.
-
-mod aws_support;
-mod handlers;
+//! The tests that only read the fixture need no moto server; the others are ignored without
+//! `--include-ignored` (see `media_testkit::moto`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use handlers::*;
 use media_shared::adapters::aws::{staging_prefix, AwsClients, AwsConfig};
 use media_shared::app::App;
 use media_shared::cleanup::{self, SweepReport};
 use media_shared::domain::upload::{UploadSession, UploadStatus};
 use media_shared::wiring::{self, Stores};
+use media_testkit::handlers::*;
+use media_testkit::{md5_hex, pdf, CHUNK};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -44,12 +43,7 @@ struct Aws {
 }
 
 async fn fresh() -> Aws {
-    assert!(
-        std::env::var_os("MEDIA_TEST_AWS").is_some()
-            && std::env::var_os("AWS_ENDPOINT_URL").is_some(),
-        "the AWS cleanup tests need a moto server: run them as\n  \
-         eval \"$(scripts/start-moto.sh)\" && cargo test -p media-shared --test aws_cleanup"
-    );
+    media_testkit::moto::require("the AWS cleanup tests");
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let bucket = format!("media-cleanup-{}", &tag[..20]);
     let table = format!("media-cleanup-{tag}");
@@ -98,11 +92,11 @@ async fn session(app: &App, id: &str) -> UploadSession {
 // Storage as it really is.
 
 async fn keys(aws: &Aws, prefix: &str) -> Vec<String> {
-    aws_support::list_keys(&aws.clients.s3, &aws.cfg.bucket, prefix).await
+    media_testkit::aws::list_keys(&aws.clients.s3, &aws.cfg.bucket, prefix).await
 }
 
 async fn multipart_uploads(aws: &Aws) -> Vec<(String, String)> {
-    aws_support::list_multipart_uploads(&aws.clients.s3, &aws.cfg.bucket).await
+    media_testkit::aws::list_multipart_uploads(&aws.clients.s3, &aws.cfg.bucket).await
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -274,7 +268,7 @@ impl Uploads {
     }
 }
 
-async fn make_uploads(aws: &Aws, seed: u8) -> Uploads {
+async fn make_uploads(aws: &Aws, seed: u64) -> Uploads {
     let app = &aws.app;
     let small = pdf(150_000, seed);
     let fresh = upload(app, &small, &[small.len()], small.len()).await;
@@ -408,6 +402,7 @@ async fn object_keys(aws: &Aws, u: &Uploads) -> HashMap<String, String> {
 /// Two sets of the five kinds: one freed by the sweep, one by TTL REMOVE records on the stream; then
 /// both paths again, which must change nothing.
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn sweep_and_ttl_stream_free_expired_uploads_and_keep_media() {
     let aws = fresh().await;
     let swept = make_uploads(&aws, 10).await;
@@ -507,6 +502,7 @@ async fn sweep_and_ttl_stream_free_expired_uploads_and_keep_media() {
 /// Only TTL removals of upload sessions are acted on: a user's delete, inserts, updates and other
 /// items leave every byte where it is.
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn stream_records_other_than_ttl_removals_of_sessions_are_ignored() {
     let aws = fresh().await;
     let big = pdf(12 * MIB, 30);
@@ -571,6 +567,7 @@ async fn stream_records_other_than_ttl_removals_of_sessions_are_ignored() {
 
 /// The EventBridge schedule's event runs the sweep and answers with its report.
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn schedule_event_runs_the_sweep() {
     let aws = fresh().await;
     let big = pdf(12 * MIB, 40);
@@ -613,6 +610,7 @@ async fn schedule_event_runs_the_sweep() {
 
 /// Two sweeps at once (two scheduled invocations overlapping) both succeed and leave nothing behind.
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn concurrent_sweeps_are_safe() {
     let aws = fresh().await;
     let u = make_uploads(&aws, 50).await;

@@ -5,9 +5,11 @@
 //!
 //! ```sh
 //! eval "$(scripts/start-moto.sh)"
-//! cargo test -p media-shared --features lambda --test lambda_events
+//! cargo test -p media-shared --features lambda --test lambda_events -- --include-ignored
 //! scripts/stop-moto.sh
 //! ```
+//!
+//! Without `--include-ignored` only the tests that need no moto run (see `media_testkit::moto`).
 //!
 //! The fixtures are complete events; a test loads one and only changes what must vary (body, upload
 //! id, media id in the path, the caller's `sub`, the authorizer's presence).
@@ -16,7 +18,6 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::Body;
 use media_shared::adapters::aws::{AwsClients, AwsConfig};
 use media_shared::api::auth::{Caller, ClientIp, Hs256};
@@ -25,6 +26,7 @@ use media_shared::app::App;
 use media_shared::domain::Click;
 use media_shared::lambda::{self, CallerRule};
 use media_shared::wiring::{self, Stores};
+use media_testkit::{md5_hex, png};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -178,12 +180,7 @@ struct Moto {
 
 /// The App on a fresh bucket and table in moto, built by `wiring::for_lambda` as the functions build it.
 async fn moto() -> Moto {
-    assert!(
-        std::env::var_os("MEDIA_TEST_AWS").is_some()
-            && std::env::var_os("AWS_ENDPOINT_URL").is_some(),
-        "the Lambda event tests need a moto server: run them as\n  \
-         eval \"$(scripts/start-moto.sh)\" && cargo test -p media-shared --features lambda --test lambda_events"
-    );
+    media_testkit::moto::require("the Lambda event tests");
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let bucket = format!("media-lambda-{}", &tag[..20]);
     let table = format!("media-lambda-{tag}");
@@ -306,6 +303,7 @@ fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn an_image_uploaded_in_two_chunks_is_served_read_clicked_and_deleted_by_its_owner() {
     let m = moto().await;
     let file = png(120, 80, 7);
@@ -433,6 +431,7 @@ async fn an_image_uploaded_in_two_chunks_is_served_read_clicked_and_deleted_by_i
 }
 
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn an_embed_created_from_json_is_read_back_unchanged() {
     let m = moto().await;
     let a = call(&m.app, Endpoint::Create, &fixture("create")).await;
@@ -468,6 +467,7 @@ async fn an_embed_created_from_json_is_read_back_unchanged() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn authenticated_endpoints_without_authorizer_answer_401_and_change_nothing() {
     let m = moto().await;
     let created = call(&m.app, Endpoint::Create, &fixture("create"))
@@ -640,21 +640,7 @@ async fn without_authorizer_a_token_counts_only_if_the_function_can_verify_it() 
 
 /// Every click recorded in the table.
 async fn clicks(m: &Moto) -> Vec<Click> {
-    let out = m
-        .clients
-        .dynamodb
-        .scan()
-        .table_name(&m.cfg.table)
-        .filter_expression("#kind = :click")
-        .expression_attribute_names("#kind", "kind")
-        .expression_attribute_values(":click", AttributeValue::S("click".into()))
-        .send()
-        .await
-        .unwrap();
-    out.items()
-        .iter()
-        .map(|item| serde_json::from_str(item["data"].as_s().unwrap()).unwrap())
-        .collect()
+    media_testkit::aws::clicks(&m.clients.dynamodb, &m.cfg.table).await
 }
 
 /// A plain HTTP/1.0 GET on loopback (the presigned URLs point at moto), bounded in time.
@@ -696,11 +682,6 @@ async fn http_get(url: &str) -> (u16, Vec<u8>) {
     (status, body)
 }
 
-fn md5_hex(data: &[u8]) -> String {
-    use md5::Digest;
-    hex::encode(md5::Md5::digest(data))
-}
-
 fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
@@ -733,58 +714,4 @@ fn base64_matches_rfc_4648() {
     ] {
         assert_eq!(base64(plain.as_bytes()), encoded);
     }
-}
-
-/// A valid RGB PNG of noise (stored deflate blocks), so that its header gives the dimensions.
-fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
-    use rand::{RngCore, SeedableRng};
-    let mut pixels = vec![0u8; (width * 3 * height) as usize];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut pixels);
-    let mut raw = Vec::with_capacity(((width * 3 + 1) * height) as usize);
-    for row in pixels.chunks((width * 3) as usize) {
-        raw.push(0);
-        raw.extend_from_slice(row);
-    }
-    let mut z = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = raw.chunks(65535).collect();
-    for (i, b) in blocks.iter().enumerate() {
-        z.push(u8::from(i + 1 == blocks.len()));
-        z.extend_from_slice(&(b.len() as u16).to_le_bytes());
-        z.extend_from_slice(&(!(b.len() as u16)).to_le_bytes());
-        z.extend_from_slice(b);
-    }
-    let (mut a, mut b) = (1u32, 0u32);
-    for &x in &raw {
-        a = (a + x as u32) % 65521;
-        b = (b + a) % 65521;
-    }
-    z.extend_from_slice(&((b << 16) | a).to_be_bytes());
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
-    for (kind, data) in [(&b"IHDR"[..], &ihdr[..]), (b"IDAT", &z), (b"IEND", &[])] {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut c = kind.to_vec();
-        c.extend_from_slice(data);
-        out.extend_from_slice(&c);
-        out.extend_from_slice(&crc32(&c).to_be_bytes());
-    }
-    out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &byte in data {
-        crc ^= byte as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }

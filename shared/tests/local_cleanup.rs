@@ -3,13 +3,10 @@
 //! then freed by `cleanup::sweep`. Checked against the files on disk and the database, not only the
 //! report.
 
-mod handlers;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use handlers::*;
 use media_shared::adapters::local::{LocalBlobs, LocalMeta};
 use media_shared::app::App;
 use media_shared::cleanup::{self, SweepReport};
@@ -17,6 +14,8 @@ use media_shared::domain::upload::UploadStatus;
 use media_shared::domain::Limits;
 use media_shared::ports::UploadStore;
 use media_shared::wiring::{self, Backend, Stores, Wired};
+use media_testkit::handlers::*;
+use media_testkit::{md5_hex, pdf, CHUNK};
 use time::OffsetDateTime;
 
 const FILES_URL: &str = "http://127.0.0.1:9/files";
@@ -79,7 +78,7 @@ struct Uploads {
     failed: String,
 }
 
-async fn make_uploads(l: &Local, seed: u8) -> Uploads {
+async fn make_uploads(l: &Local, seed: u64) -> Uploads {
     let app = &l.app;
     let small = pdf(150_000, seed);
     let fresh = upload(app, &small, &[small.len()], small.len()).await;

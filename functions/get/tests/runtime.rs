@@ -4,9 +4,11 @@
 //!
 //! ```sh
 //! eval "$(scripts/start-moto.sh)"
-//! cargo test -p fn-get --test runtime
+//! cargo test -p fn-get --test runtime -- --include-ignored
 //! scripts/stop-moto.sh
 //! ```
+//!
+//! Ignored without `--include-ignored`: it needs moto (see `media_testkit::moto`).
 
 use std::collections::VecDeque;
 use std::process::{Child, Command, Stdio};
@@ -190,13 +192,9 @@ fn unique(prefix: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn the_built_get_function_answers_api_gateway_events_through_the_runtime_api() {
-    assert!(
-        std::env::var_os("MEDIA_TEST_AWS").is_some()
-            && std::env::var_os("AWS_ENDPOINT_URL").is_some(),
-        "the runtime test needs a moto server: run it as\n  \
-         eval \"$(scripts/start-moto.sh)\" && cargo test -p fn-get --test runtime"
-    );
+    media_testkit::moto::require("the runtime test");
 
     // A fresh bucket + table holding one media, created through the create endpoint's handler.
     let bucket = unique("media-rt");

@@ -11,7 +11,6 @@ pub mod functions;
 
 use std::path::PathBuf;
 
-use md5::{Digest, Md5};
 use media_local::config::LocalConfig;
 use media_local::server::{self, Running};
 use media_shared::adapters::aws::AwsConfig;
@@ -21,6 +20,10 @@ use media_shared::domain::{Click, Limits};
 use media_shared::wiring::{Backend, Stores};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
+
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use media_testkit::{jpeg_with_late_header, md5_hex, png, random_bytes};
 
 pub const SECRET: &str = "test-secret";
 
@@ -66,10 +69,7 @@ fn test_backend(data_dir: PathBuf) -> Backend {
     match std::env::var("MEDIA_TEST_BACKEND").as_deref() {
         Err(_) | Ok("local") => Backend::Local { data_dir },
         Ok(backend @ ("aws" | "lambda")) => {
-            assert!(
-                std::env::var("MEDIA_TEST_AWS").is_ok(),
-                "MEDIA_TEST_BACKEND={backend} needs the local S3/DynamoDB server: run through scripts/test.sh, or eval \"$(scripts/start-moto.sh)\" first"
-            );
+            media_testkit::moto::require(&format!("tests with MEDIA_TEST_BACKEND={backend}"));
             let unique = uuid::Uuid::new_v4().simple().to_string();
             Backend::Aws {
                 config: AwsConfig {
@@ -206,33 +206,7 @@ impl TestServer {
         match self.stores() {
             Stores::Local { blobs, .. } => blobs.has_partial(upload_id),
             Stores::Aws { clients, config } => {
-                let list = |prefix: String| {
-                    clients
-                        .s3
-                        .list_objects_v2()
-                        .bucket(&config.bucket)
-                        .prefix(prefix)
-                        .send()
-                };
-                let staged = list(format!("staging/{upload_id}/"))
-                    .await
-                    .unwrap()
-                    .key_count()
-                    .unwrap_or(0);
-                let objects = list(format!("media/{upload_id}"))
-                    .await
-                    .unwrap()
-                    .key_count()
-                    .unwrap_or(0);
-                let mpus = clients
-                    .s3
-                    .list_multipart_uploads()
-                    .bucket(&config.bucket)
-                    .prefix(format!("media/{upload_id}"))
-                    .send()
-                    .await
-                    .unwrap();
-                staged + objects > 0 || !mpus.uploads().is_empty()
+                media_testkit::aws::holds_bytes(&clients.s3, &config.bucket, upload_id).await
             }
         }
     }
@@ -242,23 +216,7 @@ impl TestServer {
         let mut clicks: Vec<Click> = match self.stores() {
             Stores::Local { meta, .. } => meta.clicks().await.unwrap(),
             Stores::Aws { clients, config } => {
-                let out = clients
-                    .dynamodb
-                    .scan()
-                    .table_name(&config.table)
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .unwrap();
-                out.items()
-                    .iter()
-                    .filter(|i| {
-                        i.get("pk")
-                            .and_then(|v| v.as_s().ok())
-                            .is_some_and(|pk| pk.starts_with("click#"))
-                    })
-                    .map(|i| serde_json::from_str(i["data"].as_s().unwrap()).unwrap())
-                    .collect()
+                media_testkit::aws::clicks(&clients.dynamodb, &config.table).await
             }
         };
         clicks.sort_by_key(|c| c.at);
@@ -399,10 +357,6 @@ pub async fn json_of(r: reqwest::Response) -> (u16, Value) {
     (status, v)
 }
 
-pub fn md5_hex(data: &[u8]) -> String {
-    hex::encode(Md5::digest(data))
-}
-
 /// The path of a URL in a JSON string (presigned S3 URLs carry a query string).
 pub fn url_path(v: &Value) -> String {
     reqwest::Url::parse(v.as_str().unwrap_or_else(|| panic!("not a URL: {v}")))
@@ -439,91 +393,7 @@ pub fn field_error(v: &Value) -> &str {
         .unwrap_or_else(|| panic!("no field error in {v}"))
 }
 
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    use rand::{RngCore, SeedableRng};
-    let mut v = vec![0u8; len];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
-    v
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A valid PNG of random RGB pixels (stored, uncompressed deflate), so its size is ~3*w*h bytes.
-pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
-    let mut raw = Vec::with_capacity(((width * 3 + 1) * height) as usize);
-    let pixels = random_bytes((width * 3 * height) as usize, seed);
-    for row in pixels.chunks((width * 3) as usize) {
-        raw.push(0);
-        raw.extend_from_slice(row);
-    }
-    let mut z = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = raw.chunks(65535).collect();
-    for (i, b) in blocks.iter().enumerate() {
-        z.push(u8::from(i + 1 == blocks.len()));
-        z.extend_from_slice(&(b.len() as u16).to_le_bytes());
-        z.extend_from_slice(&(!(b.len() as u16)).to_le_bytes());
-        z.extend_from_slice(b);
-    }
-    let (mut a, mut b) = (1u32, 0u32);
-    for &x in &raw {
-        a = (a + x as u32) % 65521;
-        b = (b + a) % 65521;
-    }
-    z.extend_from_slice(&((b << 16) | a).to_be_bytes());
-    let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
-    let mut chunk = |kind: &[u8], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut c = kind.to_vec();
-        c.extend_from_slice(data);
-        out.extend_from_slice(&c);
-        out.extend_from_slice(&crc32(&c).to_be_bytes());
-    };
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &z);
-    chunk(b"IEND", &[]);
-    out
-}
-
-/// A JPEG whose frame header (with the dimensions) lies after `padding` bytes of APP segments, i.e.
-/// beyond the first 204800-byte chunk when padding is large.
-pub fn jpeg_with_late_header(width: u16, height: u16, padding: usize) -> Vec<u8> {
-    let mut v = vec![0xff, 0xd8];
-    let mut left = padding;
-    while left > 0 {
-        let n = left.min(65000);
-        v.extend_from_slice(&[0xff, 0xe1]);
-        v.extend_from_slice(&((n + 2) as u16).to_be_bytes());
-        v.extend(std::iter::repeat_n(0x41, n));
-        left -= n;
-    }
-    v.extend_from_slice(&[0xff, 0xc0, 0x00, 0x11, 0x08]);
-    v.extend_from_slice(&height.to_be_bytes());
-    v.extend_from_slice(&width.to_be_bytes());
-    v.extend_from_slice(&[0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01]);
-    v.extend_from_slice(&[0xff, 0xd9]);
-    v
-}
-
+/// A PDF of `len` bytes; the seed is fixed, so documents of the same size are the same file.
 pub fn pdf(len: usize) -> Vec<u8> {
-    let mut v = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
-    v.extend(random_bytes(len.saturating_sub(v.len() + 6), 3));
-    v.extend_from_slice(b"%%EOF\n");
-    v
+    media_testkit::pdf(len, 3)
 }

@@ -1,8 +1,6 @@
-//! Helpers for the AWS adapter tests: a fresh bucket + table per test on the moto server started by
-//! `scripts/start-moto.sh`, an S3 client that counts the bytes it sends, and the chunk loop the way the
-//! chunk handler drives the ports (write_chunk -> accept_chunk -> conditional commit -> after_commit).
-
-#![allow(dead_code)]
+//! Fresh AWS resources on the moto server of `scripts/start-moto.sh` (a bucket and a table with
+//! unique names per test), an S3 client that counts the bytes it sends, and what the bucket and the
+//! table really hold (listings read through the SDK, not through the adapters under test).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,16 +8,11 @@ use std::sync::Arc;
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::BoxError;
-use bytes::Bytes;
 use media_shared::adapters::aws::{create_resources, AwsClients, AwsConfig, DynamoMeta, S3Blobs};
-use media_shared::domain::upload::{ChunkPlan, StagingState, UploadSession};
-use media_shared::domain::{ContentKind, Sniffed};
-use media_shared::ports::{BlobStore, UploadStore};
-use time::OffsetDateTime;
+use media_shared::app::App;
+use media_shared::domain::{Click, Limits};
 
-pub const MIB: usize = 1024 * 1024;
-/// What the official client sends.
-pub const CHUNK: usize = 204_800;
+use crate::MIB;
 
 /// Counts the body bytes of every PUT the S3 client sends (PutObject and UploadPart; retries count
 /// again, as they cost again).
@@ -57,7 +50,12 @@ pub struct TestEnv {
     pub cfg: AwsConfig,
     pub clients: AwsClients,
     pub meta: DynamoMeta,
-    pub blobs: S3Blobs,
+    /// The adapter under test, on the counting S3 client.
+    pub blobs: Arc<S3Blobs>,
+    /// `meta` and `blobs` as the handlers see them, with the default limits. Composed here rather than
+    /// by `wiring::build`, so that the S3 client is the counting one.
+    pub app: App,
+    /// Body bytes of every PUT `blobs` sent.
     pub put_bytes: Arc<AtomicU64>,
 }
 
@@ -67,12 +65,7 @@ pub async fn fresh() -> TestEnv {
 }
 
 pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
-    assert!(
-        std::env::var_os("MEDIA_TEST_AWS").is_some()
-            && std::env::var_os("AWS_ENDPOINT_URL").is_some(),
-        "the AWS adapter tests need a moto server: run them as\n  \
-         eval \"$(scripts/start-moto.sh)\" && cargo test -p media-shared --test aws_adapters"
-    );
+    crate::moto::require("the AWS adapter tests");
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let cfg = AwsConfig {
         bucket: format!("media-test-{}", &tag[..20]),
@@ -92,88 +85,22 @@ pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
         .to_builder()
         .interceptor(counter.clone())
         .build();
+    let meta = DynamoMeta::new(clients.dynamodb.clone(), &cfg.table);
+    let blobs = Arc::new(S3Blobs::new(aws_sdk_s3::Client::from_conf(counting), &cfg));
+    let app = App {
+        limits: Limits::default(),
+        uploads: Arc::new(meta.clone()),
+        media: Arc::new(meta.clone()),
+        blobs: blobs.clone(),
+    };
     TestEnv {
-        meta: DynamoMeta::new(clients.dynamodb.clone(), &cfg.table),
-        blobs: S3Blobs::new(aws_sdk_s3::Client::from_conf(counting), &cfg),
+        meta,
+        blobs,
+        app,
         put_bytes: counter.0,
         cfg,
         clients,
     }
-}
-
-pub fn random_bytes(n: usize) -> Vec<u8> {
-    use rand::RngCore;
-    let mut v = vec![0u8; n];
-    rand::rng().fill_bytes(&mut v);
-    v
-}
-
-pub fn pdf() -> Sniffed {
-    Sniffed {
-        mime: "application/pdf".into(),
-        kind: ContentKind::Document,
-        width: None,
-        height: None,
-    }
-}
-
-/// A new session for a file of `total` bytes, stored the way the first chunk stores it.
-pub async fn new_session(env: &TestEnv, total: u64) -> UploadSession {
-    let plan = ChunkPlan {
-        start: 0,
-        len: total.min(CHUNK as u64),
-        total,
-    };
-    let s = UploadSession::new(
-        "alice",
-        OffsetDateTime::now_utc(),
-        3600,
-        &plan,
-        pdf(),
-        Some("file.pdf".into()),
-    );
-    env.meta.put_upload(&s, None).await.unwrap();
-    s
-}
-
-pub fn plan(session: &UploadSession, len: usize) -> ChunkPlan {
-    ChunkPlan {
-        start: session.offset,
-        len: len as u64,
-        total: session.total,
-    }
-}
-
-/// Writes the bytes only (step 2 of the handler), without committing: what a crashed request leaves.
-pub async fn write_only(env: &TestEnv, session: &UploadSession, chunk: &[u8]) -> StagingState {
-    env.blobs
-        .write_chunk(
-            session,
-            &plan(session, chunk.len()),
-            Bytes::copy_from_slice(chunk),
-        )
-        .await
-        .unwrap()
-}
-
-/// One chunk the way the handler does it: write, accept, commit conditional on the version, free.
-pub async fn send_chunk(env: &TestEnv, session: &mut UploadSession, chunk: &[u8]) {
-    let p = plan(session, chunk.len());
-    let before = session.staging.clone();
-    let staging = env
-        .blobs
-        .write_chunk(session, &p, Bytes::copy_from_slice(chunk))
-        .await
-        .unwrap();
-    let md5 = session.md5.clone().advanced(chunk).unwrap();
-    session.accept_chunk(&p, md5, staging);
-    let expected = session.version;
-    session.version += 1;
-    env.meta.put_upload(session, Some(expected)).await.unwrap();
-    env.blobs
-        .after_commit(&before, &session.staging)
-        .await
-        .unwrap();
 }
 
 /// Every key in the bucket under `prefix`.
@@ -234,20 +161,54 @@ pub async fn list_multipart_uploads(
         .collect()
 }
 
+/// The bytes of the object `key`, which must exist.
 pub async fn get_object(env: &TestEnv, key: &str) -> Vec<u8> {
-    let out = env
-        .clients
-        .s3
-        .get_object()
-        .bucket(&env.cfg.bucket)
-        .key(key)
+    object(&env.clients.s3, &env.cfg.bucket, key)
+        .await
+        .unwrap_or_else(|| panic!("no object {key}"))
+}
+
+/// The bytes of the object `key` in `bucket`; `None` if there is none.
+pub async fn object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => Some(out.body.collect().await.unwrap().into_bytes().to_vec()),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
+        Err(e) => panic!("GetObject {key}: {e:?}"),
+    }
+}
+
+/// Whether the bucket holds bytes of this unfinished upload: staged chunks, an open multipart upload
+/// or an object at its key (a single-part upload's last chunk is written there).
+pub async fn holds_bytes(s3: &aws_sdk_s3::Client, bucket: &str, upload_id: &str) -> bool {
+    !list_keys(s3, bucket, &format!("staging/{upload_id}/"))
+        .await
+        .is_empty()
+        || !list_keys(s3, bucket, &format!("media/{upload_id}"))
+            .await
+            .is_empty()
+        || list_multipart_uploads(s3, bucket)
+            .await
+            .iter()
+            .any(|(key, _)| key.starts_with(&format!("media/{upload_id}")))
+}
+
+/// Every click recorded in `table`, read from the items themselves.
+pub async fn clicks(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Vec<Click> {
+    let out = dynamodb
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
         .send()
         .await
         .unwrap();
-    out.body.collect().await.unwrap().into_bytes().to_vec()
-}
-
-pub fn md5_hex(data: &[u8]) -> String {
-    use md5::Digest;
-    hex::encode(md5::Md5::digest(data))
+    assert!(out.last_evaluated_key.is_none(), "more items than one page");
+    out.items()
+        .iter()
+        .filter(|i| {
+            i.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("click#"))
+        })
+        .map(|i| serde_json::from_str(i["data"].as_s().unwrap()).unwrap())
+        .collect()
 }

@@ -154,7 +154,7 @@ fn command(args: &Args) -> String {
         c.push_str("eval \"$(scripts/start-moto.sh)\"\n");
     }
     c.push_str("cargo build --release -p media-local\n");
-    c.push_str("cargo run --release -p media-local --bin media-bench");
+    c.push_str("cargo run --release -p media-bench");
     let given: Vec<String> = std::env::args().skip(1).collect();
     if !given.is_empty() {
         c.push_str(" --");
@@ -177,7 +177,7 @@ pub fn render(args: &Args, m: &Machine, f: &Figures) -> String {
     let _ = writeln!(d, "# Benchmarks\n");
     let _ = writeln!(
         d,
-        "Measured in one run by `media-bench` (`local/src/bin/media-bench/`): it starts the release \
+        "Measured in one run by `media-bench` (`bench/`): it starts the release \
          `media-local` binary as a child process on a scratch data directory and a loopback port, drives it \
          with the command-line uploader's library (`local/src/uploader.rs`, chunks like the official client), \
          reads the server's CPU time and peak memory from `/proc`, and compares each figure with a reference \

@@ -1,31 +1,21 @@
 //! Driving the real handlers without HTTP, as the official client would: chunks with Content-Range
-//! and `upload_id` first, then completion. Shared by the cleanup tests of both backends.
-#![allow(dead_code)]
+//! and `upload_id` first, then completion. Shared by the cleanup tests of both backends, the AWS
+//! adapter tests and the port contract suite, so that every test that writes chunks goes through the
+//! handler's own sequence (lease, write, MD5, commit conditional on the version, after_commit).
 
 use bytes::Bytes;
-use md5::Digest;
 use media_shared::api::auth::Caller;
 use media_shared::api::routes;
 use media_shared::app::App;
+use media_shared::domain::upload::{ChunkPlan, StagingState, UploadSession};
+use media_shared::domain::{ContentKind, Sniffed};
 use serde_json::Value;
+use time::OffsetDateTime;
 
+use crate::CHUNK;
+
+/// The user every request here is made as.
 pub const USER: &str = "alice";
-/// What the official client sends.
-pub const CHUNK: usize = 204_800;
-
-pub fn pdf(len: usize, seed: u8) -> Vec<u8> {
-    use rand::{RngCore, SeedableRng};
-    let mut v = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
-    let mut body = vec![0u8; len - v.len() - 6];
-    rand::rngs::StdRng::seed_from_u64(seed.into()).fill_bytes(&mut body);
-    v.extend(body);
-    v.extend_from_slice(b"%%EOF\n");
-    v
-}
-
-pub fn md5_hex(data: &[u8]) -> String {
-    hex::encode(md5::Md5::digest(data))
-}
 
 pub fn request(
     method: &str,
@@ -131,4 +121,58 @@ pub async fn get_media(app: &App, id: u64) -> (u16, Value) {
         request("GET", &format!("/api/v2/media/{id}/"), "", Vec::new()),
     )
     .await
+}
+
+/// A new session for a PDF of `total` bytes owned by [`USER`], stored the way the first chunk's
+/// request stores it before writing any byte: the state a crash during the first chunk leaves.
+pub async fn new_session(app: &App, total: u64) -> UploadSession {
+    let plan = ChunkPlan {
+        start: 0,
+        len: total.min(CHUNK as u64),
+        total,
+    };
+    let pdf = Sniffed {
+        mime: "application/pdf".into(),
+        kind: ContentKind::Document,
+        width: None,
+        height: None,
+    };
+    let s = UploadSession::new(
+        USER,
+        OffsetDateTime::now_utc(),
+        3600,
+        &plan,
+        pdf,
+        Some("file.pdf".into()),
+    );
+    app.uploads.put_upload(&s, None).await.unwrap();
+    s
+}
+
+/// The next chunk of `session` through the real chunk handler; `session` becomes the committed one.
+pub async fn send_chunk(app: &App, session: &mut UploadSession, data: &[u8]) {
+    let (start, total) = (session.offset as usize, session.total as usize);
+    let (status, body) = chunk(app, Some(&session.id), data, start, total).await;
+    assert_eq!(status, 201, "chunk at {start}: {body}");
+    assert_eq!(body["offset"], (start + data.len()) as u64, "{body}");
+    *session = app
+        .uploads
+        .get_upload(&session.id)
+        .await
+        .unwrap()
+        .expect("the session exists");
+}
+
+/// Writes the next chunk's bytes only, without committing: what a request that crashed between
+/// writing and committing leaves behind. Returns the staging state it would have committed.
+pub async fn write_only(app: &App, session: &UploadSession, data: &[u8]) -> StagingState {
+    let plan = ChunkPlan {
+        start: session.offset,
+        len: data.len() as u64,
+        total: session.total,
+    };
+    app.blobs
+        .write_chunk(session, &plan, Bytes::copy_from_slice(data))
+        .await
+        .unwrap()
 }

@@ -138,7 +138,7 @@ fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("{key} in {path} is not a number: {line:?}"))
 }
 
-/// The `media-local` binary next to this one (the same cargo profile). `cargo run --bin media-bench`
+/// The `media-local` binary next to this one (the same cargo profile). `cargo run -p media-bench`
 /// builds only this binary, so the server is built first: `cargo build --release -p media-local`.
 /// (Building it from here through `$CARGO` made cargo rebuild the package on every run.)
 pub fn find_server_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {

@@ -5,7 +5,7 @@
 //! shared and loaded; ratios within one run are what can be trusted).
 //!
 //!     cargo build --release -p media-local
-//!     cargo run --release -p media-local --bin media-bench -- [--size-mib 256] [--skip-aws] [--out docs/BENCHMARKS.md]
+//!     cargo run --release -p media-bench -- [--size-mib 256] [--skip-aws] [--out docs/BENCHMARKS.md]
 //!
 //! The AWS part needs the S3/DynamoDB server of `eval "$(scripts/start-moto.sh)"` (AWS_ENDPOINT_URL).
 

@@ -1,0 +1,225 @@
+//! `BlobStore`: chunks of unfinished uploads, and finished objects. Chunks go through the real chunk
+//! handler; crashes are injected by writing a chunk's bytes without committing (`write_only`).
+
+use bytes::Bytes;
+use media_shared::domain::upload::{StagingState, UploadSession, UploadStatus};
+use media_shared::domain::MediaType;
+
+use super::Backend;
+use crate::handlers::{new_session, send_chunk, write_only};
+use crate::{md5_hex, random_bytes, CHUNK, MIB};
+
+/// More than one 5 MiB part, so that S3 merges staged chunks into a part and finishes a second one.
+const SIZE: usize = 6 * MIB + 4321;
+
+/// A new upload of `data`, its chunks sent through the handler.
+async fn uploaded(b: &impl Backend, data: &[u8]) -> UploadSession {
+    let mut s = new_session(b.app(), data.len() as u64).await;
+    for chunk in data.chunks(CHUNK) {
+        send_chunk(b.app(), &mut s, chunk).await;
+    }
+    s
+}
+
+async fn assert_nothing_staged(b: &impl Backend, s: &UploadSession) {
+    assert_eq!(
+        b.staged(&s.id).await,
+        Vec::<String>::new(),
+        "upload {}",
+        s.id
+    );
+}
+
+async fn assert_object(b: &impl Backend, key: &str, data: &[u8]) {
+    let stored = b
+        .object(key)
+        .await
+        .unwrap_or_else(|| panic!("no object {key}"));
+    assert!(
+        stored == data,
+        "object {key} differs: {} bytes, MD5 {}, expected {} bytes, MD5 {}",
+        stored.len(),
+        md5_hex(&stored),
+        data.len(),
+        md5_hex(data)
+    );
+}
+
+pub async fn chunks_become_one_object_with_the_uploaded_bytes(b: &impl Backend) {
+    let data = random_bytes(SIZE, 1);
+    let s = uploaded(b, &data).await;
+    assert_eq!(s.offset, s.total);
+    assert_eq!(s.md5.hex_digest().unwrap(), md5_hex(&data));
+    let key = s.object_key();
+    b.app().blobs.finish(&s, &key).await.unwrap();
+    assert_object(b, &key, &data).await;
+    assert_nothing_staged(b, &s).await;
+
+    let blobs = &b.app().blobs;
+    assert_eq!(
+        &blobs.read_head(&key, 1000).await.unwrap()[..],
+        &data[..1000]
+    );
+    assert_eq!(
+        &blobs.read_head(&key, SIZE as u64 + 10).await.unwrap()[..],
+        &data[..]
+    );
+    assert!(blobs.read_head(&key, 0).await.unwrap().is_empty());
+    let url = blobs.object_url(&key).await.unwrap();
+    assert!(url.contains(&key), "{url}");
+}
+
+pub async fn finishing_again_finds_the_object_there(b: &impl Backend) {
+    for size in [3 * CHUNK + 17, SIZE] {
+        let data = random_bytes(size, 2);
+        let s = uploaded(b, &data).await;
+        let key = s.object_key();
+        b.app().blobs.finish(&s, &key).await.unwrap();
+        // A retried completion, after a crash before the media was recorded.
+        b.app().blobs.finish(&s, &key).await.unwrap();
+        assert_object(b, &key, &data).await;
+        assert_nothing_staged(b, &s).await;
+    }
+}
+
+pub async fn a_chunk_written_again_after_a_lost_commit_is_harmless(b: &impl Backend) {
+    let data = random_bytes(SIZE, 3);
+    let mut s = new_session(b.app(), data.len() as u64).await;
+    for chunk in data.chunks(CHUNK) {
+        // Every chunk's bytes reach storage once, then the process dies before the session is
+        // committed; the client's retry writes the same offset against the committed session.
+        write_only(b.app(), &s, chunk).await;
+        send_chunk(b.app(), &mut s, chunk).await;
+    }
+    let key = s.object_key();
+    b.app().blobs.finish(&s, &key).await.unwrap();
+    assert_object(b, &key, &data).await;
+    assert_nothing_staged(b, &s).await;
+}
+
+pub async fn discard_frees_an_unfinished_upload_and_can_be_repeated(b: &impl Backend) {
+    let app = b.app();
+    let data = random_bytes(SIZE, 4);
+    let mut s = new_session(app, data.len() as u64).await;
+    // Past a 5 MiB part (26 chunks), two chunks after it, and one more written but never committed.
+    let upto = 28 * CHUNK;
+    for chunk in data[..upto].chunks(CHUNK) {
+        send_chunk(app, &mut s, chunk).await;
+    }
+    write_only(app, &s, &data[upto..upto + CHUNK]).await;
+    assert_ne!(b.staged(&s.id).await, Vec::<String>::new());
+    // Someone else's unfinished upload must survive.
+    let mut other = new_session(app, 1000).await;
+    send_chunk(app, &mut other, &data[..500]).await;
+    let other_staged = b.staged(&other.id).await;
+    assert_ne!(other_staged, Vec::<String>::new());
+
+    app.blobs.discard(&s).await.unwrap();
+    assert_nothing_staged(b, &s).await;
+    assert_eq!(b.object(&s.object_key()).await, None);
+    assert_eq!(b.staged(&other.id).await, other_staged);
+    app.blobs.discard(&s).await.unwrap();
+    assert_nothing_staged(b, &s).await;
+}
+
+pub async fn discard_frees_a_last_chunk_that_was_never_committed(b: &impl Backend) {
+    let app = b.app();
+    for size in [1000, 3 * CHUNK + 17] {
+        let data = random_bytes(size, 5);
+        let mut s = new_session(app, data.len() as u64).await;
+        let chunks: Vec<&[u8]> = data.chunks(CHUNK).collect();
+        for chunk in &chunks[..chunks.len() - 1] {
+            send_chunk(app, &mut s, chunk).await;
+        }
+        write_only(app, &s, chunks[chunks.len() - 1]).await;
+        app.blobs.discard(&s).await.unwrap();
+        assert_nothing_staged(b, &s).await;
+        assert_eq!(b.object(&s.object_key()).await, None, "{size} bytes");
+    }
+}
+
+pub async fn discard_never_touches_finished_objects(b: &impl Backend) {
+    let app = b.app();
+    for status in [
+        UploadStatus::Completing {
+            media_id: 1,
+            media_type: MediaType::Doc,
+        },
+        UploadStatus::Completed {
+            media_id: 1,
+            md5: "0".repeat(32),
+        },
+    ] {
+        let data = random_bytes(3 * CHUNK + 17, 6);
+        let mut s = uploaded(b, &data).await;
+        let key = s.object_key();
+        app.blobs.finish(&s, &key).await.unwrap();
+        // An object of a media made from a URL, stored whole.
+        app.blobs
+            .put_object(
+                "media/fetched.png",
+                Bytes::from_static(b"\x89PNG rest"),
+                "image/png",
+            )
+            .await
+            .unwrap();
+        // A session that reached `Completing` may have a media pointing at its object.
+        s.status = status;
+        app.blobs.discard(&s).await.unwrap();
+        app.blobs.discard(&s).await.unwrap();
+        assert_object(b, &key, &data).await;
+        assert_object(b, "media/fetched.png", b"\x89PNG rest").await;
+    }
+}
+
+pub async fn whole_objects_round_trip(b: &impl Backend) {
+    let blobs = &b.app().blobs;
+    let key = "media/fetched.png";
+    blobs
+        .put_object(key, Bytes::from_static(b"\x89PNG rest"), "image/png")
+        .await
+        .unwrap();
+    assert_object(b, key, b"\x89PNG rest").await;
+    assert_eq!(&blobs.read_head(key, 4).await.unwrap()[..], b"\x89PNG");
+    assert_eq!(
+        &blobs.read_head(key, 1000).await.unwrap()[..],
+        b"\x89PNG rest"
+    );
+    let url = blobs.object_url(key).await.unwrap();
+    assert!(url.contains(key), "{url}");
+    // Stored again: replaced.
+    blobs
+        .put_object(key, Bytes::from_static(b"\x89PNG other"), "image/png")
+        .await
+        .unwrap();
+    assert_object(b, key, b"\x89PNG other").await;
+    blobs.delete_object(key).await.unwrap();
+    assert_eq!(b.object(key).await, None);
+    blobs.delete_object(key).await.unwrap();
+    assert_eq!(b.object(key).await, None);
+}
+
+pub async fn after_commit_with_nothing_staged_does_nothing(b: &impl Backend) {
+    let app = b.app();
+    app.blobs
+        .after_commit(&StagingState::default(), &StagingState::default())
+        .await
+        .unwrap();
+    // Nothing that only `before` referred to: what the committed session refers to stays.
+    let data = random_bytes(3 * CHUNK + 17, 7);
+    let mut s = new_session(app, data.len() as u64).await;
+    let chunks: Vec<&[u8]> = data.chunks(CHUNK).collect();
+    for chunk in &chunks[..2] {
+        send_chunk(app, &mut s, chunk).await;
+    }
+    app.blobs
+        .after_commit(&s.staging, &s.staging)
+        .await
+        .unwrap();
+    for chunk in &chunks[2..] {
+        send_chunk(app, &mut s, chunk).await;
+    }
+    let key = s.object_key();
+    app.blobs.finish(&s, &key).await.unwrap();
+    assert_object(b, &key, &data).await;
+}
