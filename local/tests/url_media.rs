@@ -590,7 +590,8 @@ async fn deferred_thumbnails_come_from_the_stream_and_never_resurrect_a_media() 
     let id = m["id"].as_u64().unwrap();
     // A stream batch as DynamoDB delivers it: an INSERT of the image media, and noise to ignore.
     let record = |event: &str, pk: String, media_type: &str| {
-        json!({"eventName": event, "dynamodb": {"SequenceNumber": "7", "NewImage": {
+        json!({"eventID": "1", "eventName": event, "awsRegion": "us-east-1",
+            "dynamodb": {"SequenceNumber": "7", "SizeBytes": 64, "NewImage": {
             "pk": {"S": pk}, "kind": {"S": "media"}, "media_type": {"S": media_type}}}})
     };
     let batch = json!({"Records": [
@@ -598,8 +599,12 @@ async fn deferred_thumbnails_come_from_the_stream_and_never_resurrect_a_media() 
         record("MODIFY", "media#999".into(), "image"),
         record("INSERT", "media#998".into(), "doc"),
     ]});
+    let batch = serde_json::from_value(batch).expect("a DynamoDB stream event");
     let answer = media_shared::thumbnails::handle_stream_event(app, &batch).await;
-    assert_eq!(answer, json!({"batchItemFailures": []}));
+    assert_eq!(
+        serde_json::to_value(answer).unwrap(),
+        json!({"batchItemFailures": []})
+    );
     let (_, got) = s.get_media("alice", id).await;
     let t = thumbnail(&s, &got, (240, 360), "#102030").await;
     assert!(close(t.to_rgb8().get_pixel(120, 180).0, [0x10, 0x20, 0x30]));
