@@ -600,7 +600,7 @@ async fn deferred_thumbnails_come_from_the_stream_and_never_resurrect_a_media() 
         record("INSERT", "media#998".into(), "doc"),
     ]});
     let batch = serde_json::from_value(batch).expect("a DynamoDB stream event");
-    let answer = media_shared::thumbnails::handle_stream_event(app, &batch).await;
+    let answer = media_shared::thumbnailer::handle_stream_event(app, &batch).await;
     assert_eq!(
         serde_json::to_value(answer).unwrap(),
         json!({"batchItemFailures": []})
@@ -628,7 +628,7 @@ async fn deferred_thumbnails_come_from_the_stream_and_never_resurrect_a_media() 
         .delete(s.url(&format!("/api/v2/media/{id2}/")))
         .header("authorization", s.auth("alice"));
     assert_eq!(json_of(r.send().await.unwrap()).await.0, 204);
-    media_shared::thumbnails::make_for(app, id2).await.unwrap();
+    media_shared::thumbnailer::make_for(app, id2).await.unwrap();
     assert_eq!(s.get_media("alice", id2).await.0, 404, "not resurrected");
     assert_eq!(
         s.get_media("alice", m2["id"].as_u64().unwrap()).await.0,

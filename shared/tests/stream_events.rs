@@ -28,7 +28,7 @@ use handlers::*;
 use media_shared::adapters::aws::{items, staging_prefix, AwsClients, AwsConfig};
 use media_shared::app::App;
 use media_shared::cleanup::{self, CleanupEvent};
-use media_shared::thumbnails;
+use media_shared::thumbnailer;
 use media_shared::wiring::{self, Stores};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -400,7 +400,7 @@ async fn invoke_cleanup(app: &App, records: Vec<Value>) -> Value {
 
 async fn invoke_thumbnail(app: &App, records: Vec<Value>) -> Value {
     let event = serde_json::from_value(json!({ "Records": records })).expect("a stream batch");
-    serde_json::to_value(thumbnails::handle_stream_event(app, &event).await).unwrap()
+    serde_json::to_value(thumbnailer::handle_stream_event(app, &event).await).unwrap()
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The thumbnail function: DynamoDB stream batches of inserted image media, each given its thumbnail
-//! by `media_shared::thumbnails::handle_stream_event` (the request that completed the upload never
+//! by `media_shared::thumbnailer::handle_stream_event` (the request that completed the upload never
 //! waits for it).
 
 use aws_lambda_events::dynamodb::Event;
@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
         .app;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<_, Error>(media_shared::thumbnails::handle_stream_event(app, &event.payload).await)
+        Ok::<_, Error>(media_shared::thumbnailer::handle_stream_event(app, &event.payload).await)
     }))
     .await
 }

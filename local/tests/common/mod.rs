@@ -187,7 +187,7 @@ impl TestServer {
     }
 
     pub fn token(&self, user: &str) -> String {
-        self.running().auth.token(user).unwrap()
+        self.running().token(user).unwrap()
     }
 
     pub fn auth(&self, user: &str) -> String {
