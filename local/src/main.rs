@@ -117,7 +117,7 @@ async fn serve(config: LocalConfig) -> anyhow::Result<()> {
         println!(
             "MEDIA_JWT_SECRET is not set: using the development secret. A token for user \"dev\":"
         );
-        println!("  export TOKEN={}", running.auth.token("dev")?);
+        println!("  export TOKEN={}", running.token("dev")?);
     }
     running.wait_for_signal().await
 }

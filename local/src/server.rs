@@ -26,9 +26,12 @@ use crate::{cors, try_it};
 /// Room for the multipart framing and form fields around the largest allowed chunk.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
+/// How long the tokens the server issues itself (the dev token at start-up, tests) stay valid.
+const ISSUED_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
+
 struct Shared {
     app: App,
-    auth: Hs256,
+    auth: Arc<Hs256>,
     max_body: u64,
 }
 
@@ -36,18 +39,10 @@ pub struct Running {
     pub addr: SocketAddr,
     pub app: App,
     pub stores: Stores,
-    pub auth: Arc<Hs256Issuer>,
+    /// The key the server verifies tokens with.
+    pub auth: Arc<Hs256>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
-}
-
-/// Issues tokens with the server's secret (the dev token at start-up; tests).
-pub struct Hs256Issuer(Hs256);
-
-impl Hs256Issuer {
-    pub fn token(&self, sub: &str) -> anyhow::Result<String> {
-        self.0.issue(sub, 30 * 24 * 3600)
-    }
 }
 
 /// Opens the stores, binds the port and serves until `Running::stop` (or the process ends).
@@ -84,15 +79,16 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         .jwt_secret
         .clone()
         .unwrap_or_else(|| DEV_SECRET.to_string());
+    let auth = Arc::new(Hs256::new(secret.as_bytes()));
     let shared = Arc::new(Shared {
         app: app.clone(),
-        auth: Hs256::new(secret.as_bytes()),
+        auth: auth.clone(),
         max_body: config.limits.max_chunk_bytes + MULTIPART_OVERHEAD,
     });
 
     // When the server runs with the development secret, the try-it page comes with a token filled in.
     let dev_token = match &config.jwt_secret {
-        None => Some(Hs256Issuer(Hs256::new(secret.as_bytes())).token("dev")?),
+        None => Some(auth.issue("dev", ISSUED_TOKEN_TTL_SECS)?),
         Some(_) => None,
     };
     let mut router = axum::Router::new().merge(try_it::routes(dev_token));
@@ -134,13 +130,18 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         addr,
         app,
         stores,
-        auth: Arc::new(Hs256Issuer(Hs256::new(secret.as_bytes()))),
+        auth,
         stop: Some(stop_tx),
         task,
     })
 }
 
 impl Running {
+    /// A token this server accepts for user `sub` (the dev token at start-up; tests).
+    pub fn token(&self, sub: &str) -> anyhow::Result<String> {
+        self.auth.issue(sub, ISSUED_TOKEN_TTL_SECS)
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

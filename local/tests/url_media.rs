@@ -536,7 +536,8 @@ async fn deferred_thumbnails_come_from_the_stream_and_never_resurrect_a_media() 
     let id = m["id"].as_u64().unwrap();
     // A stream batch as DynamoDB delivers it: an INSERT of the image media, and noise to ignore.
     let record = |event: &str, pk: String, media_type: &str| {
-        json!({"eventName": event, "dynamodb": {"SequenceNumber": "7", "NewImage": {
+        json!({"eventID": "1", "eventName": event, "awsRegion": "us-east-1",
+            "dynamodb": {"SequenceNumber": "7", "SizeBytes": 64, "NewImage": {
             "pk": {"S": pk}, "kind": {"S": "media"}, "media_type": {"S": media_type}}}})
     };
     let batch = json!({"Records": [
@@ -544,8 +545,12 @@ async fn deferred_thumbnails_come_from_the_stream_and_never_resurrect_a_media() 
         record("MODIFY", "media#999".into(), "image"),
         record("INSERT", "media#998".into(), "doc"),
     ]});
-    let answer = media_shared::thumbnails::handle_stream_event(app, &batch).await;
-    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let batch = serde_json::from_value(batch).expect("a DynamoDB stream event");
+    let answer = media_shared::thumbnailer::handle_stream_event(app, &batch).await;
+    assert_eq!(
+        serde_json::to_value(answer).unwrap(),
+        json!({"batchItemFailures": []})
+    );
     let (_, got) = s.get_media("alice", id).await;
     let t = thumbnail(&s, &got, (240, 360), "#102030").await;
     assert!(close(t.to_rgb8().get_pixel(120, 180).0, [0x10, 0x20, 0x30]));
@@ -569,7 +574,7 @@ async fn deferred_thumbnails_come_from_the_stream_and_never_resurrect_a_media() 
         .delete(s.url(&format!("/api/v2/media/{id2}/")))
         .header("authorization", s.auth("alice"));
     assert_eq!(json_of(r.send().await.unwrap()).await.0, 204);
-    media_shared::thumbnails::make_for(app, id2).await.unwrap();
+    media_shared::thumbnailer::make_for(app, id2).await.unwrap();
     assert_eq!(s.get_media("alice", id2).await.0, 404, "not resurrected");
     assert_eq!(
         s.get_media("alice", m2["id"].as_u64().unwrap()).await.0,

@@ -3,10 +3,11 @@
 //! session's version, so two sweeps (or a sweep and a late client) never undo each other's work, and a
 //! completed upload's object is never touched: only its session record goes.
 
-use anyhow::Context;
-use serde_json::{json, Value};
+use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use time::OffsetDateTime;
 
+use crate::adapters::aws::items::{retry, ttl_removed_session};
 use crate::app::App;
 use crate::domain::time_fmt::unix_millis;
 use crate::domain::upload::{UploadSession, UploadStatus};
@@ -102,26 +103,66 @@ async fn holds_unfinished_bytes(app: &App, session: &UploadSession) -> anyhow::R
     })
 }
 
-/// The cleanup function's event: a DynamoDB stream batch, or anything else (the EventBridge schedule),
-/// which runs a sweep. For a stream batch the answer lists the records to retry
-/// (`ReportBatchItemFailures`); records that are not TTL removals of upload sessions are ignored.
-pub async fn handle_event(app: &App, event: &Value, now: OffsetDateTime) -> anyhow::Result<Value> {
-    let Some(records) = event.get("Records").and_then(Value::as_array) else {
-        let report = sweep(app, now).await?;
-        return Ok(serde_json::to_value(report)?);
-    };
+/// What the cleanup function is invoked with: a batch of the table's stream (sessions removed by TTL),
+/// or anything else (the EventBridge schedule), which runs a sweep.
+#[derive(Debug, Clone)]
+pub enum CleanupEvent {
+    Stream(DynamoDbEvent),
+    Schedule,
+}
+
+/// An event with `Records` must be a stream batch: one that does not read as one fails the
+/// invocation (Lambda retries it, then sends it to the on-failure destination) rather than being
+/// mistaken for the schedule and dropped.
+impl<'de> serde::Deserialize<'de> for CleanupEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        if value.get("Records").is_none() {
+            return Ok(CleanupEvent::Schedule);
+        }
+        serde_json::from_value(value)
+            .map(CleanupEvent::Stream)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The cleanup function's answer: the records to retry for a stream batch
+/// (`ReportBatchItemFailures`), the sweep's report for the schedule.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum CleanupAnswer {
+    Stream(DynamoDbEventResponse),
+    Sweep(SweepReport),
+}
+
+pub async fn handle_event(
+    app: &App,
+    event: &CleanupEvent,
+    now: OffsetDateTime,
+) -> anyhow::Result<CleanupAnswer> {
+    match event {
+        CleanupEvent::Stream(batch) => {
+            Ok(CleanupAnswer::Stream(handle_stream(app, batch, now).await))
+        }
+        CleanupEvent::Schedule => Ok(CleanupAnswer::Sweep(sweep(app, now).await?)),
+    }
+}
+
+/// Cleans the session of every TTL removal in the batch; other records are ignored.
+pub async fn handle_stream(
+    app: &App,
+    batch: &DynamoDbEvent,
+    now: OffsetDateTime,
+) -> DynamoDbEventResponse {
     let mut report = SweepReport::default();
-    let (mut ignored, mut failures) = (0usize, Vec::new());
-    for record in records {
+    let mut ignored = 0usize;
+    let mut answer = DynamoDbEventResponse::default();
+    for record in &batch.records {
         match ttl_removed_session(record) {
             Ok(Some(session)) => {
                 if let Err(e) = clean(app, &session, now, &mut report).await {
                     tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "cleanup failed; the record will be retried");
-                    let seq = record
-                        .pointer("/dynamodb/SequenceNumber")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    failures.push(json!({"itemIdentifier": seq}));
+                    answer.batch_item_failures.push(retry(record));
                 }
             }
             Ok(None) => ignored += 1,
@@ -134,43 +175,12 @@ pub async fn handle_event(app: &App, event: &Value, now: OffsetDateTime) -> anyh
         }
     }
     tracing::info!(
-        records = records.len(),
+        records = batch.records.len(),
         released = report.released,
         sessions_removed = report.sessions_removed,
         ignored,
-        failed = failures.len(),
+        failed = answer.batch_item_failures.len(),
         "stream batch cleaned"
     );
-    Ok(json!({"batchItemFailures": failures}))
-}
-
-/// The upload session of a stream record that is a REMOVE done by the TTL service; `None` for any
-/// other record (inserts, updates, a user's or the sweep's own deletes, media items).
-pub fn ttl_removed_session(record: &Value) -> anyhow::Result<Option<UploadSession>> {
-    let by_ttl = record.get("eventName").and_then(Value::as_str) == Some("REMOVE")
-        && record.pointer("/userIdentity/type").and_then(Value::as_str) == Some("Service")
-        && record
-            .pointer("/userIdentity/principalId")
-            .and_then(Value::as_str)
-            == Some("dynamodb.amazonaws.com");
-    if !by_ttl {
-        return Ok(None);
-    }
-    let old = record
-        .pointer("/dynamodb/OldImage")
-        .context("a TTL REMOVE record without OldImage: the stream must carry old images")?;
-    let is_upload = old
-        .pointer("/pk/S")
-        .and_then(Value::as_str)
-        .is_some_and(|pk| pk.starts_with("upload#"));
-    if !is_upload {
-        return Ok(None);
-    }
-    let data = old
-        .pointer("/data/S")
-        .and_then(Value::as_str)
-        .context("upload item without its data attribute")?;
-    Ok(Some(
-        serde_json::from_str(data).context("upload session in the old image")?,
-    ))
+    answer
 }

@@ -1,10 +1,10 @@
 //! The media upload service, everything but the entry points: pure rules (`domain`), the storage
 //! traits they need (`ports`), their implementations (`adapters`), the ports composed into one `App`
 //! (`app`, built from configuration by `wiring`), one HTTP handler per endpoint (`api`) shared by the
-//! Lambda binaries and the local server, and the background jobs (`cleanup`, `thumbnails`).
+//! Lambda binaries and the local server, and the background jobs (`cleanup`, `thumbnailer`).
 //!
 //! Layers, lowest first; each uses only those before it: `domain` -> `config`, `ports` -> `adapters`,
-//! `fetch` -> `app` -> `cleanup`, `thumbnails` -> `api` -> `wiring`, `lambda` (entry glue).
+//! `fetch` -> `app` -> `cleanup`, `thumbnailer` -> `api` -> `wiring`, `lambda` (entry glue).
 
 pub mod adapters;
 pub mod api;
@@ -17,5 +17,5 @@ pub mod fetch;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod ports;
-pub mod thumbnails;
+pub mod thumbnailer;
 pub mod wiring;

@@ -15,10 +15,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
-use media_shared::adapters::aws::{staging_prefix, AwsClients, AwsConfig};
+use media_shared::adapters::aws::{items, staging_prefix, AwsClients, AwsConfig};
 use media_shared::app::App;
-use media_shared::cleanup::{self, SweepReport};
+use media_shared::cleanup::{self, CleanupEvent, SweepReport};
 use media_shared::domain::upload::{UploadSession, UploadStatus};
 use media_shared::wiring::{self, Stores};
 use media_testkit::handlers::*;
@@ -224,6 +225,21 @@ async fn delete_as_ttl(aws: &Aws, upload_id: &str) -> Value {
         .unwrap();
     assert!(raw_item(aws, &pk).await.is_none());
     ddb_json(&item)
+}
+
+/// The cleanup function's handling of `event`, from its JSON to its JSON answer, as lambda_runtime
+/// does it.
+async fn invoke(app: &App, event: &Value) -> Value {
+    let event: CleanupEvent = serde_json::from_value(event.clone()).expect("a cleanup event");
+    let answer = cleanup::handle_event(app, &event, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    serde_json::to_value(answer).unwrap()
+}
+
+/// A stream record in its Lambda shape, typed.
+fn typed(record: &Value) -> EventRecord {
+    serde_json::from_value(record.clone()).expect("a DynamoDB stream record")
 }
 
 fn event(records: Vec<Value>) -> Value {
@@ -465,9 +481,7 @@ async fn sweep_and_ttl_stream_free_expired_uploads_and_keep_media() {
         .iter()
         .any(|(k, _)| *k == object_key[&streamed.fresh]));
 
-    let answer = cleanup::handle_event(&aws.app, &ttl_event, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let answer = invoke(&aws.app, &ttl_event).await;
     no_failures(&answer);
     assert_freed(&aws, &object_key, &streamed.unfinished()).await;
     assert_media_intact(&aws, &streamed, &object_key[&streamed.completed]).await;
@@ -491,9 +505,7 @@ async fn sweep_and_ttl_stream_free_expired_uploads_and_keep_media() {
         .await
         .unwrap();
     assert_eq!(report, SweepReport::default());
-    let answer = cleanup::handle_event(&aws.app, &ttl_event, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let answer = invoke(&aws.app, &ttl_event).await;
     no_failures(&answer);
     assert_eq!(snapshot(&aws).await, before);
     assert_media_intact(&aws, &streamed, &object_key[&streamed.completed]).await;
@@ -541,13 +553,11 @@ async fn stream_records_other_than_ttl_removals_of_sessions_are_ignored() {
         before.1
     );
     assert_eq!(keys(&aws, &staging_prefix(&deleted_by_user)).await.len(), 3);
-    let answer = cleanup::handle_event(
+    let answer = invoke(
         &aws.app,
         &event(vec![user_remove, modify, insert, media_remove]),
-        OffsetDateTime::now_utc(),
     )
-    .await
-    .unwrap();
+    .await;
     no_failures(&answer);
     assert_eq!(
         snapshot(&aws).await,
@@ -558,9 +568,7 @@ async fn stream_records_other_than_ttl_removals_of_sessions_are_ignored() {
 
     // The fixture as it is: a TTL removal of an upload this bucket never had. Nothing to free, nothing
     // to fail on, nothing else touched.
-    let answer = cleanup::handle_event(&aws.app, &fixture(), OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let answer = invoke(&aws.app, &fixture()).await;
     no_failures(&answer);
     assert_eq!(snapshot(&aws).await, before);
 }
@@ -591,17 +599,13 @@ async fn schedule_event_runs_the_sweep() {
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/media-CleanupFunctionSweep"],
         "detail": {}
     });
-    let answer = cleanup::handle_event(&aws.app, &schedule, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let answer = invoke(&aws.app, &schedule).await;
     assert_eq!(
         answer,
         json!({"released": 2, "sessions_removed": 2, "skipped": 0, "failed": 0})
     );
     assert_freed(&aws, &keys_by_id, &[&staged, &multipart]).await;
-    let answer = cleanup::handle_event(&aws.app, &schedule, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let answer = invoke(&aws.app, &schedule).await;
     assert_eq!(
         answer,
         json!({"released": 0, "sessions_removed": 0, "skipped": 0, "failed": 0})
@@ -681,7 +685,7 @@ fn fixture_has_the_shape_of_a_ttl_removal() {
     assert_eq!(r["dynamodb"]["Keys"]["pk"], r["dynamodb"]["OldImage"]["pk"]);
 
     // Its old image is a real session item: the cleanup reads it as one.
-    let session = cleanup::ttl_removed_session(r)
+    let session = items::ttl_removed_session(&typed(r))
         .unwrap()
         .expect("a TTL removal of a session");
     assert_eq!(
@@ -697,7 +701,7 @@ fn fixture_has_the_shape_of_a_ttl_removal() {
 #[test]
 fn only_ttl_removals_of_sessions_are_read_as_sessions() {
     let r = fixture()["Records"][0].clone();
-    let read = |r: &Value| cleanup::ttl_removed_session(r).unwrap();
+    let read = |r: &Value| items::ttl_removed_session(&typed(r)).unwrap();
     assert!(read(&r).is_some());
 
     let mut user = r.clone();
@@ -718,5 +722,5 @@ fn only_ttl_removals_of_sessions_are_read_as_sessions() {
     // A TTL removal without its old image cannot be acted on: an error, logged, not retried.
     let mut bare = r.clone();
     bare["dynamodb"].as_object_mut().unwrap().remove("OldImage");
-    assert!(cleanup::ttl_removed_session(&bare).is_err());
+    assert!(items::ttl_removed_session(&typed(&bare)).is_err());
 }

@@ -1,20 +1,23 @@
 //! The cleanup function: DynamoDB stream batches (sessions removed by TTL) and the scheduled sweep,
 //! both handled by `media_shared::cleanup::handle_event`.
 
-use lambda_http::{lambda_runtime, service_fn, LambdaEvent};
-use serde_json::Value;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use media_shared::cleanup::{self, CleanupEvent};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
+async fn main() -> Result<(), Error> {
     media_shared::lambda::init_tracing();
     let app = media_shared::wiring::for_lambda(&media_shared::config::ProcessEnv)
         .await?
         .app;
     let app = &app;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        media_shared::cleanup::handle_event(app, &event.payload, time::OffsetDateTime::now_utc())
-            .await
-            .map_err(lambda_http::Error::from)
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<CleanupEvent>| async move {
+            let now = time::OffsetDateTime::now_utc();
+            cleanup::handle_event(app, &event.payload, now)
+                .await
+                .map_err(Error::from)
+        },
+    ))
     .await
 }

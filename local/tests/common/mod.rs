@@ -229,7 +229,7 @@ impl TestServer {
 
     pub fn token(&self, user: &str) -> String {
         match &self.running {
-            Some(running) => running.auth.token(user).unwrap(),
+            Some(running) => running.token(user).unwrap(),
             // The functions verify with MEDIA_JWT_SECRET = the tests' secret.
             None => Hs256::new(
                 self.config

@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::domain::sniff::dimensions;
 use crate::domain::upload::{Md5Error, UploadSession, UploadStatus};
 use crate::domain::{ApiError, MediaRecord, MediaType, ThumbnailMode};
-use crate::thumbnails;
+use crate::thumbnailer;
 
 /// How far into a finished image to look for its dimensions when the first chunk did not hold them.
 const HEADER_PROBE_BYTES: u64 = 1024 * 1024;
@@ -127,7 +127,7 @@ async fn finish(
     media.object_key = Some(key);
     if media_type.is_image() && app.limits.thumbnails == ThumbnailMode::Inline {
         // Deferred mode leaves this to the thumbnail function, fed by the insert below.
-        if let Err(e) = thumbnails::attach_stored(app, &mut media).await {
+        if let Err(e) = thumbnailer::attach_stored(app, &mut media).await {
             tracing::warn!(media_id, error = format!("{e:#}"), "thumbnail not stored");
         }
     }

@@ -11,7 +11,7 @@ use super::{response, Request, Response};
 use crate::app::App;
 use crate::domain::keys;
 use crate::domain::{ApiError, MediaRecord, MediaType, ThumbnailMode};
-use crate::{fetch, thumbnails};
+use crate::{fetch, thumbnailer};
 
 pub async fn handle(app: &App, req: Request) -> Response {
     response::from_result(create(app, req).await)
@@ -100,7 +100,7 @@ async fn image_from_url(app: &App, user: &str, url: &str) -> Result<Response, Ap
     media.image_height = c.height;
     media.object_key = Some(key);
     if app.limits.thumbnails == ThumbnailMode::Inline {
-        if let Err(e) = thumbnails::attach(app, &mut media, image.bytes).await {
+        if let Err(e) = thumbnailer::attach(app, &mut media, image.bytes).await {
             tracing::warn!(
                 media_id = id,
                 error = format!("{e:#}"),

@@ -1,6 +1,6 @@
 //! Image thumbnails: a rendition at most `MAX_SIDE` pixels on its long side, and the image's average
 //! colour (a placeholder clients paint while the image loads). Pure CPU work on bytes in memory; the
-//! caller runs it off the async threads and stores the result (`crate::thumbnails`).
+//! caller runs it off the async threads and stores the result (`crate::thumbnailer`).
 //!
 //! Decoding is bounded: a small file can claim an enormous canvas (a decompression bomb), so the
 //! decoder refuses dimensions and allocations beyond fixed limits before allocating anything.

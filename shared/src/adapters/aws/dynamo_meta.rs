@@ -1,19 +1,7 @@
-//! Upload sessions, media, clicks and the media id counter in one DynamoDB table with the string
-//! partition key `pk`:
-//!
-//! | pk               | attributes                                                               |
-//! |------------------|--------------------------------------------------------------------------|
-//! | `upload#<id>`    | `data` (session JSON), `version`, `expires_at` (TTL, s), `expires_ms`, `kind` |
-//! | `media#<id>`     | `data` (media JSON), `kind`                                              |
-//! | `click#<uuid>`   | `data` (click JSON), `media_id`, `kind`                                  |
-//! | `counter#media`  | `n`: the last media id handed out                                        |
-//!
-//! Records are stored whole as JSON so that the domain types stay the schema; only what a condition,
-//! a filter or TTL needs is lifted into top-level attributes. Every session write is conditional on
-//! `version`, and a failed condition is reported as `StoreError::Conflict` (read from the typed SDK
-//! error), which the API turns into a 409.
-
-use std::collections::HashMap;
+//! The ports on one DynamoDB table: upload sessions, media, clicks and the media id counter, laid
+//! out as `items` describes. Every session write is conditional on `version`, and a failed condition
+//! is reported as `StoreError::Conflict` (read from the typed SDK error), which the API turns into a
+//! 409.
 
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -21,40 +9,15 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 
+use super::items::{self, decode, n, s, Item};
 use crate::domain::upload::UploadSession;
 use crate::domain::{Click, MediaRecord, StoreError};
 use crate::ports::{MediaStore, UploadStore};
-
-const MEDIA_COUNTER: &str = "counter#media";
 
 #[derive(Clone, Debug)]
 pub struct DynamoMeta {
     client: Client,
     table: String,
-}
-
-type Item = HashMap<String, AttributeValue>;
-
-fn upload_pk(id: &str) -> AttributeValue {
-    AttributeValue::S(format!("upload#{id}"))
-}
-
-fn media_pk(id: u64) -> AttributeValue {
-    AttributeValue::S(format!("media#{id}"))
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-/// `image`, `doc`, ... as the API names it.
-fn media_type(media: &MediaRecord) -> Result<AttributeValue, StoreError> {
-    let v = serde_json::to_value(media.media_type).context("encoding a media type")?;
-    Ok(s(v.as_str().unwrap_or_default()))
 }
 
 /// Any SDK failure that is not a failed condition: kept as the typed error, with what we were doing.
@@ -64,19 +27,6 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     move |e| StoreError::Backend(anyhow::Error::new(e).context(what))
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
-    let json = serde_json::to_string(v).context("encoding a record as JSON")?;
-    Ok(AttributeValue::S(json))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
-    let data = item
-        .get("data")
-        .and_then(|v| v.as_s().ok())
-        .ok_or_else(|| anyhow!("item without a string attribute `data`"))?;
-    Ok(serde_json::from_str(data).context("decoding a stored record")?)
 }
 
 impl DynamoMeta {
@@ -93,35 +43,19 @@ impl DynamoMeta {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", pk)
+            .key(items::PK, pk)
             .consistent_read(true)
             .send()
             .await
             .map_err(backend("DynamoDB GetItem"))?;
         Ok(out.item)
     }
-
-    fn session_item(session: &UploadSession) -> Result<Item, StoreError> {
-        Ok(HashMap::from([
-            ("pk".to_string(), upload_pk(&session.id)),
-            ("data".to_string(), encode(session)?),
-            ("version".to_string(), n(session.version)),
-            // DynamoDB TTL wants epoch seconds; it deletes late (up to days), so expiry itself is
-            // decided by `expires_ms` and the sweep, and TTL only keeps the table from growing.
-            (
-                "expires_at".to_string(),
-                n(session.expires_at_ms.div_euclid(1000)),
-            ),
-            ("expires_ms".to_string(), n(session.expires_at_ms)),
-            ("kind".to_string(), s("upload")),
-        ]))
-    }
 }
 
 #[async_trait]
 impl UploadStore for DynamoMeta {
     async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>, StoreError> {
-        self.get_item(upload_pk(id))
+        self.get_item(s(items::upload_pk(id)))
             .await?
             .map(|item| decode(&item))
             .transpose()
@@ -136,12 +70,12 @@ impl UploadStore for DynamoMeta {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(Self::session_item(session)?));
+            .set_item(Some(items::session_item(session)?));
         let req = match expected {
             None => req.condition_expression("attribute_not_exists(pk)"),
             Some(v) => req
                 .condition_expression("#v = :expected")
-                .expression_attribute_names("#v", "version")
+                .expression_attribute_names("#v", items::VERSION)
                 .expression_attribute_values(":expected", n(v)),
         };
         match req.send().await {
@@ -161,9 +95,9 @@ impl UploadStore for DynamoMeta {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", upload_pk(id))
+            .key(items::PK, s(items::upload_pk(id)))
             .condition_expression("attribute_not_exists(pk) OR #v = :expected")
-            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#v", items::VERSION)
             .expression_attribute_values(":expected", n(expected))
             // The old item comes back only if this call deleted it: sweeps count what they removed.
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
@@ -196,9 +130,10 @@ impl UploadStore for DynamoMeta {
                 .client
                 .scan()
                 .table_name(&self.table)
-                .filter_expression("#k = :upload AND expires_ms < :now")
-                .expression_attribute_names("#k", "kind")
-                .expression_attribute_values(":upload", s("upload"))
+                .filter_expression("#k = :upload AND #e < :now")
+                .expression_attribute_names("#k", items::KIND)
+                .expression_attribute_names("#e", items::EXPIRES_MS)
+                .expression_attribute_values(":upload", s(items::KIND_UPLOAD))
                 .expression_attribute_values(":now", n(now_ms))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
@@ -228,8 +163,9 @@ impl MediaStore for DynamoMeta {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(MEDIA_COUNTER))
-            .update_expression("ADD n :one")
+            .key(items::PK, s(items::MEDIA_COUNTER_PK))
+            .update_expression("ADD #n :one")
+            .expression_attribute_names("#n", items::COUNTER)
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::UpdatedNew)
             .send()
@@ -237,7 +173,7 @@ impl MediaStore for DynamoMeta {
             .map_err(backend("DynamoDB UpdateItem of the media counter"))?;
         let raw = out
             .attributes()
-            .and_then(|a| a.get("n"))
+            .and_then(|a| a.get(items::COUNTER))
             .and_then(|v| v.as_n().ok())
             .ok_or_else(|| anyhow!("the media counter update returned no number"))?;
         let id = raw
@@ -250,11 +186,7 @@ impl MediaStore for DynamoMeta {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", media_pk(media.id))
-            .item("data", encode(media)?)
-            .item("kind", s("media"))
-            // Lifted out of `data` for the stream filter of the thumbnail function.
-            .item("media_type", media_type(media)?)
+            .set_item(Some(items::media_item(media)?))
             .send()
             .await
             .map_err(backend("DynamoDB PutItem of a media"))?;
@@ -266,10 +198,7 @@ impl MediaStore for DynamoMeta {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", media_pk(media.id))
-            .item("data", encode(media)?)
-            .item("kind", s("media"))
-            .item("media_type", media_type(media)?)
+            .set_item(Some(items::media_item(media)?))
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
@@ -286,7 +215,7 @@ impl MediaStore for DynamoMeta {
     }
 
     async fn get_media(&self, id: u64) -> Result<Option<MediaRecord>, StoreError> {
-        self.get_item(media_pk(id))
+        self.get_item(s(items::media_pk(id)))
             .await?
             .map(|item| decode(&item))
             .transpose()
@@ -296,7 +225,7 @@ impl MediaStore for DynamoMeta {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", media_pk(id))
+            .key(items::PK, s(items::media_pk(id)))
             .send()
             .await
             .map_err(backend("DynamoDB DeleteItem of a media"))?;
@@ -305,14 +234,10 @@ impl MediaStore for DynamoMeta {
 
     /// One item per click under a random key: clicks never contend with each other.
     async fn record_click(&self, click: &Click) -> Result<(), StoreError> {
-        let pk = format!("click#{}", uuid::Uuid::new_v4().simple());
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(pk))
-            .item("data", encode(click)?)
-            .item("media_id", n(click.media_id))
-            .item("kind", s("click"))
+            .set_item(Some(items::click_item(click)?))
             .send()
             .await
             .map_err(backend("DynamoDB PutItem of a click"))?;

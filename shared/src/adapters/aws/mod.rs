@@ -1,6 +1,6 @@
-//! The ports on AWS: upload sessions, media and clicks in one DynamoDB table (`DynamoMeta`), bytes in
-//! one S3 bucket (`S3Blobs`). Built once per cold start by `wiring::build` and borrowed by every
-//! request.
+//! The ports on AWS: upload sessions, media and clicks in one DynamoDB table (`DynamoMeta`, laid out
+//! as `items` describes), bytes in one S3 bucket (`S3Blobs`). Built once per cold start by
+//! `wiring::build` and borrowed by every request.
 //!
 //! The same code runs against S3- and DynamoDB-compatible servers on loopback (moto in the tests):
 //! the SDK takes its endpoint from `AWS_ENDPOINT_URL`, and `force_path_style` keeps the bucket out of
@@ -8,6 +8,7 @@
 
 mod client;
 mod dynamo_meta;
+pub mod items;
 mod s3_blobs;
 mod setup;
 

@@ -15,7 +15,7 @@ use aws_sdk_s3::types::{
     LifecycleRule, LifecycleRuleFilter,
 };
 
-use super::{AwsClients, AwsConfig};
+use super::{items, AwsClients, AwsConfig};
 use crate::cors::{self, Origins};
 
 /// Backstop for what the sweep misses, the same rules as template.yaml: S3 itself aborts multipart
@@ -138,13 +138,13 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Res
             .table_name(table)
             .attribute_definitions(
                 AttributeDefinition::builder()
-                    .attribute_name("pk")
+                    .attribute_name(items::PK)
                     .attribute_type(ScalarAttributeType::S)
                     .build()?,
             )
             .key_schema(
                 KeySchemaElement::builder()
-                    .attribute_name("pk")
+                    .attribute_name(items::PK)
                     .key_type(KeyType::Hash)
                     .build()?,
             )
@@ -182,7 +182,7 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Res
         matches!(
             d.time_to_live_status(),
             Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-        ) && d.attribute_name() == Some("expires_at")
+        ) && d.attribute_name() == Some(items::EXPIRES_AT)
     });
     if !enabled {
         db.update_time_to_live()
@@ -190,7 +190,7 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Res
             .time_to_live_specification(
                 TimeToLiveSpecification::builder()
                     .enabled(true)
-                    .attribute_name("expires_at")
+                    .attribute_name(items::EXPIRES_AT)
                     .build()?,
             )
             .send()

@@ -7,9 +7,11 @@
 //! without one: a thumbnail is never a reason to fail.
 
 use anyhow::Context;
+use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use bytes::Bytes;
-use serde_json::{json, Value};
 
+use crate::adapters::aws::items::{inserted_image_media, retry};
 use crate::app::App;
 use crate::domain::keys;
 use crate::domain::thumbnail::{self, Rendered};
@@ -93,14 +95,9 @@ pub async fn make_for(app: &App, id: u64) -> anyhow::Result<()> {
 /// The thumbnail function's event: a DynamoDB stream batch. Inserted image media get their
 /// thumbnail; every other record is ignored. Records whose storage calls failed are reported for a
 /// retry (`ReportBatchItemFailures`).
-pub async fn handle_stream_event(app: &App, event: &Value) -> Value {
-    let records = event
-        .get("Records")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let mut failures = Vec::new();
-    for record in records {
+pub async fn handle_stream_event(app: &App, batch: &DynamoDbEvent) -> DynamoDbEventResponse {
+    let mut answer = DynamoDbEventResponse::default();
+    for record in &batch.records {
         let Some(id) = inserted_image_media(record) else {
             continue;
         };
@@ -110,43 +107,24 @@ pub async fn handle_stream_event(app: &App, event: &Value) -> Value {
                 error = format!("{e:#}"),
                 "thumbnail failed; the record will be retried"
             );
-            let seq = record
-                .pointer("/dynamodb/SequenceNumber")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            failures.push(json!({"itemIdentifier": seq}));
+            answer.batch_item_failures.push(retry(record));
         }
     }
-    json!({"batchItemFailures": failures})
-}
-
-/// The id of the media a stream record inserted, if it is an image media (the event source filter
-/// already selects these; checked again so that a wider filter changes nothing).
-pub fn inserted_image_media(record: &Value) -> Option<u64> {
-    if record.get("eventName").and_then(Value::as_str) != Some("INSERT") {
-        return None;
-    }
-    let new = record.pointer("/dynamodb/NewImage")?;
-    let is_image = matches!(
-        new.pointer("/media_type/S").and_then(Value::as_str),
-        Some("image" | "eimage")
-    );
-    let id = new
-        .pointer("/pk/S")
-        .and_then(Value::as_str)?
-        .strip_prefix("media#")?
-        .parse()
-        .ok()?;
-    is_image.then_some(id)
+    answer
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lambda_events::dynamodb::EventRecord;
+    use serde_json::json;
 
-    fn record(event: &str, pk: &str, media_type: &str) -> Value {
-        json!({"eventName": event, "dynamodb": {"SequenceNumber": "1", "NewImage": {
-            "pk": {"S": pk}, "kind": {"S": "media"}, "media_type": {"S": media_type}, "data": {"S": "{}"}}}})
+    fn record(event: &str, pk: &str, media_type: &str) -> EventRecord {
+        serde_json::from_value(json!({
+            "eventID": "1", "eventName": event, "awsRegion": "us-east-1",
+            "dynamodb": {"SequenceNumber": "1", "SizeBytes": 1, "NewImage": {
+            "pk": {"S": pk}, "kind": {"S": "media"}, "media_type": {"S": media_type}, "data": {"S": "{}"}}}}))
+        .unwrap()
     }
 
     #[test]
@@ -171,6 +149,11 @@ mod tests {
             inserted_image_media(&record("INSERT", "upload#ab", "image")),
             None
         );
-        assert_eq!(inserted_image_media(&json!({"eventName": "REMOVE"})), None);
+        let remove = json!({"eventID": "1", "eventName": "REMOVE", "awsRegion": "us-east-1",
+            "dynamodb": {"SizeBytes": 1}});
+        assert_eq!(
+            inserted_image_media(&serde_json::from_value(remove).unwrap()),
+            None
+        );
     }
 }

@@ -1,0 +1,196 @@
+//! The table's item layout, written once: every key format and attribute name, how a record becomes
+//! an item (`DynamoMeta`'s writes), and how an item comes back, from a read or from a stream record's
+//! image (the cleanup and thumbnail functions). One table, string partition key `pk`:
+//!
+//! | pk               | attributes                                                                     |
+//! |------------------|--------------------------------------------------------------------------------|
+//! | `upload#<id>`    | `data` (session JSON), `version`, `expires_at` (TTL, s), `expires_ms`, `kind`  |
+//! | `media#<id>`     | `data` (media JSON), `kind`, `media_type`                                      |
+//! | `click#<uuid>`   | `data` (click JSON), `media_id`, `kind`                                        |
+//! | `counter#media`  | `n`: the last media id handed out                                              |
+//!
+//! Records are stored whole as JSON so that the domain types stay the schema; only what a condition,
+//! a filter or TTL needs is lifted into top-level attributes: `version` (conditional writes),
+//! `expires_at` (the table's TTL attribute), `expires_ms` and `kind` (the sweep's scan), `kind` and
+//! `media_type` (the thumbnail function's stream filter in template.yaml, which must agree with this).
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, Context};
+use aws_lambda_events::dynamodb::EventRecord;
+use aws_lambda_events::streams::DynamoDbBatchItemFailure;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::domain::upload::UploadSession;
+use crate::domain::{Click, MediaRecord, MediaType, StoreError};
+
+/// An item as the SDK reads and writes it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The partition key, a string.
+pub const PK: &str = "pk";
+/// The record as JSON.
+pub const DATA: &str = "data";
+/// A session's version, the condition of every write to it.
+pub const VERSION: &str = "version";
+/// The table's TTL attribute (epoch seconds).
+pub const EXPIRES_AT: &str = "expires_at";
+/// A session's expiry in epoch milliseconds, for the sweep's scan.
+pub const EXPIRES_MS: &str = "expires_ms";
+/// `upload`, `media` or `click`.
+pub const KIND: &str = "kind";
+/// A media's type as the API names it (`image`, `doc`, ...).
+pub const MEDIA_TYPE: &str = "media_type";
+/// A click's media.
+pub const MEDIA_ID: &str = "media_id";
+/// The media counter's value.
+pub const COUNTER: &str = "n";
+
+pub const KIND_UPLOAD: &str = "upload";
+pub const KIND_MEDIA: &str = "media";
+pub const KIND_CLICK: &str = "click";
+
+/// The one item holding the last media id handed out.
+pub const MEDIA_COUNTER_PK: &str = "counter#media";
+
+/// Key prefixes, one per kind of item.
+pub const UPLOAD_PREFIX: &str = "upload#";
+pub const MEDIA_PREFIX: &str = "media#";
+pub const CLICK_PREFIX: &str = "click#";
+
+pub fn upload_pk(id: &str) -> String {
+    format!("{UPLOAD_PREFIX}{id}")
+}
+
+pub fn media_pk(id: u64) -> String {
+    format!("{MEDIA_PREFIX}{id}")
+}
+
+/// A fresh key: clicks never contend with each other.
+pub fn new_click_pk() -> String {
+    format!("{CLICK_PREFIX}{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
+    let json = serde_json::to_string(v).context("encoding a record as JSON")?;
+    Ok(AttributeValue::S(json))
+}
+
+/// The record an item holds.
+pub fn decode<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    let data = item
+        .get(DATA)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| anyhow!("item without a string attribute `{DATA}`"))?;
+    Ok(serde_json::from_str(data).context("decoding a stored record")?)
+}
+
+pub fn session_item(session: &UploadSession) -> Result<Item, StoreError> {
+    Ok(HashMap::from([
+        (PK.to_string(), s(upload_pk(&session.id))),
+        (DATA.to_string(), encode(session)?),
+        (VERSION.to_string(), n(session.version)),
+        // DynamoDB TTL wants epoch seconds; it deletes late (up to days), so expiry itself is decided
+        // by `expires_ms` and the sweep, and TTL only keeps the table from growing.
+        (
+            EXPIRES_AT.to_string(),
+            n(session.expires_at_ms.div_euclid(1000)),
+        ),
+        (EXPIRES_MS.to_string(), n(session.expires_at_ms)),
+        (KIND.to_string(), s(KIND_UPLOAD)),
+    ]))
+}
+
+pub fn media_item(media: &MediaRecord) -> Result<Item, StoreError> {
+    let media_type = serde_json::to_value(media.media_type).context("encoding a media type")?;
+    Ok(HashMap::from([
+        (PK.to_string(), s(media_pk(media.id))),
+        (DATA.to_string(), encode(media)?),
+        (KIND.to_string(), s(KIND_MEDIA)),
+        // Lifted out of `data` for the stream filter of the thumbnail function.
+        (
+            MEDIA_TYPE.to_string(),
+            s(media_type.as_str().unwrap_or_default()),
+        ),
+    ]))
+}
+
+pub fn click_item(click: &Click) -> Result<Item, StoreError> {
+    Ok(HashMap::from([
+        (PK.to_string(), s(new_click_pk())),
+        (DATA.to_string(), encode(click)?),
+        (MEDIA_ID.to_string(), n(click.media_id)),
+        (KIND.to_string(), s(KIND_CLICK)),
+    ]))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Items as the table's stream carries them (Lambda's DynamoDB event records).
+
+/// A string attribute of a stream image.
+fn image_s<'a>(image: &'a serde_dynamo::Item, name: &str) -> Option<&'a str> {
+    match image.get(name) {
+        Some(serde_dynamo::AttributeValue::S(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// Whether the record is a deletion by the table's TTL (rather than by a user, the sweep or the
+/// handlers): DynamoDB marks those with its own service principal.
+pub fn is_ttl_removal(record: &EventRecord) -> bool {
+    record.event_name == "REMOVE"
+        && record
+            .user_identity
+            .as_ref()
+            .is_some_and(|u| u.type_ == "Service" && u.principal_id == "dynamodb.amazonaws.com")
+}
+
+/// The upload session of a stream record that is a REMOVE done by the TTL service; `None` for any
+/// other record (inserts, updates, a user's or the sweep's own deletes, media items). An error for a
+/// TTL removal that cannot be read (no old image, or not a session in it).
+pub fn ttl_removed_session(record: &EventRecord) -> anyhow::Result<Option<UploadSession>> {
+    if !is_ttl_removal(record) {
+        return Ok(None);
+    }
+    let old = &record.change.old_image;
+    if old.is_empty() {
+        anyhow::bail!("a TTL REMOVE record without OldImage: the stream must carry old images");
+    }
+    let is_upload = image_s(old, PK).is_some_and(|pk| pk.starts_with(UPLOAD_PREFIX));
+    if !is_upload {
+        return Ok(None);
+    }
+    let data = image_s(old, DATA).context("upload item without its data attribute")?;
+    Ok(Some(
+        serde_json::from_str(data).context("upload session in the old image")?,
+    ))
+}
+
+/// The id of the media a stream record inserted, if it is an image media (the event source filter
+/// already selects these; checked again so that a wider filter changes nothing).
+pub fn inserted_image_media(record: &EventRecord) -> Option<u64> {
+    if record.event_name != "INSERT" {
+        return None;
+    }
+    let new = &record.change.new_image;
+    let media_type: MediaType =
+        serde_json::from_value(serde_json::Value::from(image_s(new, MEDIA_TYPE)?)).ok()?;
+    let id = image_s(new, PK)?.strip_prefix(MEDIA_PREFIX)?.parse().ok()?;
+    media_type.is_image().then_some(id)
+}
+
+/// The batch response's entry asking Lambda to retry `record` (and the records after it in its
+/// shard): its sequence number.
+pub fn retry(record: &EventRecord) -> DynamoDbBatchItemFailure {
+    let mut failure = DynamoDbBatchItemFailure::default();
+    failure.item_identifier = Some(record.change.sequence_number.clone().unwrap_or_default());
+    failure
+}
