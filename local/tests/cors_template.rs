@@ -149,3 +149,51 @@ fn the_bucket_lets_pages_read_files_with_the_files_rule() {
         "MediaBucket MaxAge"
     );
 }
+
+#[test]
+fn the_distribution_adds_the_files_rule_itself() {
+    // Behind CloudFront the bucket's rule never applies (no Origin header reaches S3): the distribution's
+    // response-headers policy must state the same FILES rule, and its behaviour must use it.
+    let t = template();
+    let policy = &t["Resources"]["MediaCorsPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]
+        ["CorsConfig"];
+    assert!(policy.is_mapping(), "MediaCorsPolicy has no CorsConfig");
+    assert_origins_parameter(
+        &policy["AccessControlAllowOrigins"]["Items"],
+        "MediaCorsPolicy origins",
+    );
+    // CloudFront lists OPTIONS among the methods it answers preflights for; the rule's methods are the rest.
+    let mut methods = names(&policy["AccessControlAllowMethods"]["Items"], "methods");
+    assert!(
+        methods.remove("options"),
+        "MediaCorsPolicy must allow OPTIONS"
+    );
+    assert_eq!(methods, set(cors::FILES.methods), "MediaCorsPolicy methods");
+    assert_eq!(
+        names(&policy["AccessControlAllowHeaders"]["Items"], "headers"),
+        set(cors::FILES.request_headers),
+        "MediaCorsPolicy request headers"
+    );
+    assert_eq!(
+        names(&policy["AccessControlExposeHeaders"]["Items"], "exposed"),
+        set(cors::FILES.expose_headers),
+        "MediaCorsPolicy exposed headers"
+    );
+    assert_eq!(
+        policy["AccessControlMaxAgeSec"].as_u64(),
+        Some(u64::from(cors::MAX_AGE_SECS)),
+        "MediaCorsPolicy max age"
+    );
+    assert_eq!(
+        policy["AccessControlAllowCredentials"].as_bool(),
+        Some(false)
+    );
+    let behaviour = &t["Resources"]["MediaDistribution"]["Properties"]["DistributionConfig"]
+        ["DefaultCacheBehavior"];
+    let Value::Tagged(r) = &behaviour["ResponseHeadersPolicyId"] else {
+        panic!("the distribution's behaviour has no ResponseHeadersPolicyId");
+    };
+    assert_eq!(r.tag, "Ref");
+    assert_eq!(r.value.as_str(), Some("MediaCorsPolicy"));
+    assert!(names(&behaviour["AllowedMethods"], "AllowedMethods").contains("options"));
+}
