@@ -200,7 +200,8 @@ fn the_distribution_reads_the_private_bucket_with_origin_access_control_over_htt
     assert_eq!(b["TargetOriginId"], origin["Id"]);
     assert_eq!(b["ViewerProtocolPolicy"], "https-only");
     assert_eq!(b["Compress"], false);
-    assert_eq!(b["AllowedMethods"], json!(["GET", "HEAD"]));
+    // Read-only: OPTIONS only so that CloudFront answers CORS preflights (cors_template.rs).
+    assert_eq!(b["AllowedMethods"], json!(["GET", "HEAD", "OPTIONS"]));
     assert_eq!(b["CachePolicyId"], json!({"Ref": "MediaCachePolicy"}));
 
     let p = &resource(&t, "MediaCachePolicy", "AWS::CloudFront::CachePolicy")["CachePolicyConfig"];
