@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 fn is_local(s: &TestServer) -> bool {
-    matches!(s.running().stores, Stores::Local { .. })
+    matches!(s.stores(), Stores::Local { .. })
 }
 
 /// One chunk carrying the whole file, whose part header is `Content-Disposition: form-data;
