@@ -15,6 +15,17 @@ if ! "$VENV/bin/python" -m pip show moto cfn-lint schemathesis cargo-lambda zigl
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${want[@]}"
 fi
 
+# The SAM CLI (`sam build` as the README runs it, scripts/sam-build.sh) in a venv of its own inside
+# .venv-test: it needs cfn-lint>=1.52 and aws-sam-translator 1.115, moto[server] 5.1.22 cfn-lint<=1.41
+# and aws-sam-translator<=1.103, so pip cannot put both in one environment. It builds with the
+# cargo-lambda and ziglang above (found on PATH), so it needs neither of its own nor Docker.
+SAM_VENV="$VENV/sam"
+sam_version="1.170.0"
+if ! "$SAM_VENV/bin/sam" --version 2>/dev/null | grep -qx "SAM CLI, version $sam_version"; then
+  [ -x "$SAM_VENV/bin/python" ] || python3 -m venv "$SAM_VENV"
+  "$SAM_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "aws-sam-cli==$sam_version"
+fi
+
 # The functions run on arm64 (template.yaml): the standard library for that target.
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 
