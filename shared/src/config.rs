@@ -1,6 +1,7 @@
 //! Configuration from the environment. Every value is checked at start-up; a bad one stops the
 //! process with a message naming the variable, instead of surfacing later as a wrong answer.
 
+use crate::domain::limits::MIB;
 use crate::domain::{FetchLimits, Limits, ThumbnailMode};
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +122,7 @@ pub fn limits(env: &dyn Env) -> Result<Limits, ConfigError> {
         lease_secs: u64_var(env, "MEDIA_LEASE_SECS", d.lease_secs, 1)?,
         fetch: fetch_limits(env, &d.fetch)?,
         thumbnails: thumbnail_mode(env, d.thumbnails)?,
+        decode_budget_bytes: u64_var(env, "MEDIA_DECODE_BUDGET_BYTES", d.decode_budget_bytes, MIB)?,
     })
 }
 

@@ -17,6 +17,9 @@ pub struct Limits {
     pub fetch: FetchLimits,
     /// Where image thumbnails are made.
     pub thumbnails: ThumbnailMode,
+    /// Memory the whole process may hold for decoding images at once (thumbnails); an image whose
+    /// decoding needs more gets no thumbnail.
+    pub decode_budget_bytes: u64,
 }
 
 /// What the server-side fetcher may do. Everything else it refuses: it must never become a proxy
@@ -80,6 +83,9 @@ impl Default for Limits {
             lease_secs: 45,
             fetch: FetchLimits::default(),
             thumbnails: ThumbnailMode::Inline,
+            // Fits the thumbnail function (1024 MB on Lambda) with room for the runtime, the file
+            // and the SDK; enough for a 24-megapixel JPEG.
+            decode_budget_bytes: 256 * MIB,
         }
     }
 }
