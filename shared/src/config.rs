@@ -2,7 +2,7 @@
 //! process with a message naming the variable, instead of surfacing later as a wrong answer.
 
 use crate::domain::limits::MIB;
-use crate::domain::{FetchLimits, Limits, ThumbnailMode};
+use crate::domain::{FetchLimits, Limits, ThumbnailMode, UserQuota};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -123,6 +123,10 @@ pub fn limits(env: &dyn Env) -> Result<Limits, ConfigError> {
         fetch: fetch_limits(env, &d.fetch)?,
         thumbnails: thumbnail_mode(env, d.thumbnails)?,
         decode_budget_bytes: u64_var(env, "MEDIA_DECODE_BUDGET_BYTES", d.decode_budget_bytes, MIB)?,
+        user_quota: UserQuota {
+            max_open: u64_var(env, "MEDIA_USER_MAX_OPEN_UPLOADS", d.user_quota.max_open, 1)?,
+            max_bytes: u64_var(env, "MEDIA_USER_MAX_OPEN_BYTES", d.user_quota.max_bytes, 1)?,
+        },
     })
 }
 

@@ -83,7 +83,8 @@ async fn chunk(app: &App, req: Request) -> Result<Response, ApiError> {
     ))
 }
 
-/// The first chunk: identify the content, check it may be uploaded, create the session holding the lease.
+/// The first chunk: identify the content, check it may be uploaded, create the session holding the
+/// lease and count it against the user's quota of unfinished uploads (429 beyond it).
 async fn start(
     app: &App,
     user: &str,
@@ -104,7 +105,9 @@ async fn start(
         filename,
     );
     session.take_lease(now, app.limits.lease_secs)?;
-    app.uploads.put_upload(&session, None).await?;
+    app.uploads
+        .create_upload(&session, &app.limits.user_quota)
+        .await?;
     Ok((session, plan))
 }
 

@@ -92,8 +92,17 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
     // sweep leaves the session alone until it is done (or its lease runs out after a crash).
     session.take_lease(now, app.limits.lease_secs)?;
     app.save_upload(&mut session).await?;
+    release_quota(app, &session).await;
     let media = finish(app, &mut session, media_id, media_type, now).await?;
     Ok(response::json(201, &app.media_json(&media).await?))
+}
+
+/// The upload is no longer unfinished: it stops counting against its owner's quota. A failure here
+/// only delays that until the sweep removes the session, which frees it again.
+async fn release_quota(app: &App, session: &UploadSession) {
+    if let Err(e) = app.uploads.release_quota(session).await {
+        tracing::warn!(upload_id = %session.id, error = %e, "could not free the upload's quota");
+    }
 }
 
 /// Object, media record, then the session's final state; each step is safe to repeat.
@@ -149,6 +158,7 @@ async fn fail(app: &App, session: &mut UploadSession, reason: &str) -> Result<()
         reason: reason.to_string(),
     };
     app.save_upload(session).await?;
+    release_quota(app, session).await;
     if let Err(e) = app.blobs.discard(session).await {
         // The cleanup sweep retries failed uploads; the client's answer does not depend on it.
         tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "could not release a failed upload's bytes");

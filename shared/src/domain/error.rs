@@ -35,6 +35,9 @@ pub enum ApiError {
     /// A byte range entirely outside a stored file.
     #[error("the requested range is outside the file's {len} bytes")]
     RangeNotSatisfiable { len: u64 },
+    /// The user holds as many unfinished uploads (or declared bytes) as allowed.
+    #[error("too many unfinished uploads: at most {max_open} at once, declaring at most {max_bytes} bytes together; complete one, or wait for unfinished ones to expire")]
+    TooManyUploads { max_open: u64, max_bytes: u64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -68,6 +71,7 @@ impl ApiError {
             ApiError::PreconditionFailed => 412,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::RangeNotSatisfiable { .. } => 416,
+            ApiError::TooManyUploads { .. } => 429,
             ApiError::Internal(_) => 500,
         }
     }
@@ -86,7 +90,18 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "chunk_too_large",
             ApiError::PreconditionFailed => "precondition_failed",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            ApiError::TooManyUploads { .. } => "too_many_uploads",
             ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Seconds after which a retry may succeed (`Retry-After`), for errors that pass with time. Open
+    /// uploads are freed by their completion or by the sweep after they expire, so a minute is a
+    /// hint, not a promise.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyUploads { .. } => Some(60),
+            _ => None,
         }
     }
 
@@ -109,6 +124,9 @@ impl ApiError {
 pub enum StoreError {
     #[error("the record changed under us")]
     Conflict,
+    /// Creating an upload would take its owner past this quota; nothing was written.
+    #[error("the user's quota of unfinished uploads is used up")]
+    QuotaExceeded(super::limits::UserQuota),
     #[error(transparent)]
     Backend(#[from] anyhow::Error),
 }
@@ -119,6 +137,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict => ApiError::Conflict(
                 "another request changed this upload at the same time; retry".into(),
             ),
+            StoreError::QuotaExceeded(q) => ApiError::TooManyUploads {
+                max_open: q.max_open,
+                max_bytes: q.max_bytes,
+            },
             StoreError::Backend(e) => ApiError::Internal(e),
         }
     }
