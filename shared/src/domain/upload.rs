@@ -27,7 +27,8 @@ pub enum UploadStatus {
         media_id: u64,
         md5: String,
     },
-    /// The MD5 did not match; the bytes are released and the upload can only expire.
+    /// The MD5 did not match, in versions before a mismatch kept the upload completable: the bytes
+    /// are released and the upload can only expire. No longer written; still read.
     Failed {
         reason: String,
     },
@@ -330,9 +331,15 @@ impl UploadSession {
     /// Takes the write lease for one request; fails with 409 while another request holds a live one.
     pub fn take_lease(&mut self, now: OffsetDateTime, secs: u64) -> Result<(), ApiError> {
         if self.lease_active(now) {
-            return Err(ApiError::Conflict(
-                "another chunk of this upload is being written right now; retry shortly".into(),
-            ));
+            // Who holds it follows from the stored state: chunks write receiving uploads, a
+            // completion holds it from the moment the upload is completing.
+            let holder = match self.status {
+                UploadStatus::Receiving => "a chunk of this upload is being written",
+                _ => "this upload is being completed by another request",
+            };
+            return Err(ApiError::Conflict(format!(
+                "{holder} right now; retry shortly"
+            )));
         }
         self.lease = Some(Lease {
             token: uuid::Uuid::new_v4().simple().to_string(),
@@ -390,7 +397,7 @@ pub enum Md5Error {
     #[error("md5 must be 32 hexadecimal digits")]
     Malformed,
     /// Well formed, but not the MD5 of the bytes received.
-    #[error("the md5 {claimed} does not match the received bytes; the upload has failed and must be started again")]
+    #[error("the md5 {claimed} does not match the received bytes; the upload is kept, and completes with the md5 of the bytes it holds until it expires")]
     Mismatch { claimed: String },
     /// The carried MD5 state could not be finished (a corrupt session record).
     #[error("the upload's MD5 state")]
@@ -574,7 +581,15 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let mut s = session(10);
         s.take_lease(now, 30).unwrap();
-        assert_eq!(s.take_lease(now, 30).unwrap_err().status(), 409);
+        let e = s.take_lease(now, 30).unwrap_err();
+        assert_eq!(e.status(), 409);
+        assert!(e.to_string().contains("chunk"), "{e}");
+        s.status = UploadStatus::Completing {
+            media_id: 1,
+            media_type: crate::domain::MediaType::Image,
+        };
+        let e = s.take_lease(now, 30).unwrap_err();
+        assert!(e.to_string().contains("being completed"), "{e}");
         s.take_lease(now + time::Duration::seconds(31), 30).unwrap();
     }
 
