@@ -170,6 +170,55 @@ async fn concurrent_hostile_images_stay_within_the_decoding_budget() {
     );
 }
 
+/// 200 connections without a token, each sending a 4 MiB chunk and then stalling: the server answers
+/// 401 from the head and never reads the bodies, so its memory barely moves (reading them first took
+/// 890 MB).
+#[tokio::test]
+async fn unauthenticated_bodies_are_not_read() {
+    use tokio::io::AsyncWriteExt;
+    let s = ServerProcess::start(&[("MEDIA_SWEEP_SECS", "3600")]).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let body = Arc::new(vec![b'x'; 4 << 20]);
+    let before = s.memory("VmHWM");
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (addr, body) = (addr.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                let head = format!(
+                    "POST /api/v2/media/upload/chunk/ HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                // The server may answer and close at any point: write what it takes, then stall.
+                let send = async {
+                    stream.write_all(head.as_bytes()).await?;
+                    stream.write_all(&body).await
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(3), send).await;
+                stream
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for t in tasks {
+        held.push(t.await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let peak = s.memory("VmHWM");
+    drop(held);
+    eprintln!(
+        "VmHWM before {} MiB, after 200 unauthenticated 4 MiB bodies {} MiB",
+        before / MIB,
+        peak / MIB
+    );
+    // Per connection: hyper's read buffer (64 KiB at most) and a task.
+    assert!(
+        peak <= before + 48 * MIB,
+        "memory rose by {} MiB",
+        (peak - before) / MIB
+    );
+}
+
 /// A GIF of 35 bytes: a `w` x `h` logical screen holding one 1 x 1 frame.
 fn huge_screen_gif(w: u16, h: u16) -> Vec<u8> {
     let mut g = b"GIF89a".to_vec();

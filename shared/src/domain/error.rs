@@ -38,6 +38,15 @@ pub enum ApiError {
     /// The user holds as many unfinished uploads (or declared bytes) as allowed.
     #[error("too many unfinished uploads: at most {max_open} at once, declaring at most {max_bytes} bytes together; complete one, or wait for unfinished ones to expire")]
     TooManyUploads { max_open: u64, max_bytes: u64 },
+    /// What an entry point answers about the HTTP exchange itself rather than the API: a body too
+    /// large for its endpoint (413), too slow (408), a head too large (414, 431), a file route's
+    /// 404/405. Same envelope as every other error.
+    #[error("{message}")]
+    Http {
+        status: u16,
+        code: &'static str,
+        message: String,
+    },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -45,6 +54,14 @@ pub enum ApiError {
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn http(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Http {
+            status,
             code,
             message: message.into(),
         }
@@ -72,6 +89,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::RangeNotSatisfiable { .. } => 416,
             ApiError::TooManyUploads { .. } => 429,
+            ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => 500,
         }
     }
@@ -91,6 +109,7 @@ impl ApiError {
             ApiError::PreconditionFailed => "precondition_failed",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::TooManyUploads { .. } => "too_many_uploads",
+            ApiError::Http { code, .. } => code,
             ApiError::Internal(_) => "internal_error",
         }
     }

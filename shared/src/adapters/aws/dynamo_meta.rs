@@ -8,6 +8,8 @@
 //! by DynamoDB), and `DELETE` from the set on the condition that the id is in it (so that freeing is
 //! idempotent, whether the completion, the sweep or a TTL record gets there first or twice).
 
+use std::sync::Arc;
+
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
@@ -23,7 +25,15 @@ use crate::ports::{MediaStore, UploadStore};
 pub struct DynamoMeta {
     client: Client,
     table: String,
+    /// Quota changes of one user, serialised within this process (striped by user). DynamoDB makes
+    /// each conditional update atomic, which is what holds across processes; servers that emulate
+    /// it (moto, which the tests use) check the condition and write without a lock, so concurrent
+    /// requests in one process could pass a quota together there. One Lambda process handles one
+    /// request at a time; `media-local` on this backend handles many.
+    quota_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
+
+const QUOTA_LOCK_STRIPES: usize = 16;
 
 /// Any SDK failure that is not a failed condition: kept as the typed error, with what we were doing.
 fn backend<E, R>(what: &'static str) -> impl FnOnce(SdkError<E, R>) -> StoreError
@@ -39,7 +49,19 @@ impl DynamoMeta {
         DynamoMeta {
             client,
             table: table.to_string(),
+            quota_locks: (0..QUOTA_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
+    }
+
+    async fn quota_lock(&self, user: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        user.hash(&mut h);
+        self.quota_locks[h.finish() as usize % QUOTA_LOCK_STRIPES]
+            .lock()
+            .await
     }
 
     /// A strongly consistent read: the version we read is the one our next conditional write expects.
@@ -106,6 +128,7 @@ impl UploadStore for DynamoMeta {
             return Err(StoreError::QuotaExceeded(*quota));
         };
         self.put_upload(session, None).await?;
+        let _serialised = self.quota_lock(&session.owner).await;
         let res = self
             .client
             .update_item()
@@ -147,6 +170,7 @@ impl UploadStore for DynamoMeta {
     }
 
     async fn release_quota(&self, session: &UploadSession) -> Result<bool, StoreError> {
+        let _serialised = self.quota_lock(&session.owner).await;
         let res = self
             .client
             .update_item()
