@@ -8,6 +8,8 @@ use media_shared::cors::Origins;
 use media_shared::domain::Limits;
 use media_shared::wiring::Backend;
 
+use crate::connections::ConnectionLimits;
+
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
     pub listen: SocketAddr,
@@ -20,6 +22,8 @@ pub struct LocalConfig {
     pub cors_origins: Origins,
     pub limits: Limits,
     pub backend: Backend,
+    /// How many connections, and how long each may keep the server waiting.
+    pub connections: ConnectionLimits,
 }
 
 pub const DEV_SECRET: &str = "media-local-development-secret";
@@ -41,6 +45,7 @@ impl LocalConfig {
             cors_origins: Origins::from_env(env)?,
             limits: config::limits(env)?,
             backend: Backend::from_env(env)?,
+            connections: ConnectionLimits::from_env(env)?,
         })
     }
 }

@@ -1,8 +1,11 @@
 //! `media-local`: the media API on the embedded default (files on disk + redb), no AWS needed.
 
+pub mod api_entry;
 pub mod config;
+pub mod connections;
 pub mod cors;
 pub mod files;
+pub mod guards;
 pub mod server;
 pub mod try_it;
 pub mod uploader;

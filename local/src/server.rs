@@ -6,34 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
 use media_shared::adapters::aws::put_bucket_cors;
-use media_shared::api::auth::{ClientIp, Hs256};
-use media_shared::api::{response, routes};
+use media_shared::api::auth::Hs256;
 use media_shared::app::App;
 use media_shared::cleanup;
-use media_shared::domain::ApiError;
 use media_shared::wiring::{self, Stores, Wired};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::api_entry::{api, ApiState};
 use crate::config::{LocalConfig, DEV_SECRET};
-use crate::{cors, try_it};
-
-/// Room for the multipart framing and form fields around the largest allowed chunk.
-const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+use crate::{connections, cors, guards, try_it};
 
 /// How long the tokens the server issues itself (the dev token at start-up, tests) stay valid.
 const ISSUED_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
-
-struct Shared {
-    app: App,
-    auth: Arc<Hs256>,
-    max_body: u64,
-}
 
 pub struct Running {
     pub addr: SocketAddr,
@@ -80,10 +66,10 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         .clone()
         .unwrap_or_else(|| DEV_SECRET.to_string());
     let auth = Arc::new(Hs256::new(secret.as_bytes()));
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ApiState {
         app: app.clone(),
         auth: auth.clone(),
-        max_body: config.limits.max_chunk_bytes + MULTIPART_OVERHEAD,
+        body_timeout: config.connections.body_timeout,
     });
 
     // When the server runs with the development secret, the try-it page comes with a token filled in.
@@ -109,21 +95,17 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
                 r
             },
         ));
+    let router = guards::apply(router);
     let router = cors::apply(router, config.cors_origins.clone());
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let sweeper = tokio::spawn(sweep_forever(app.clone(), config.sweep_every_secs));
+    let limits = config.connections.clone();
     let task = tokio::spawn(async move {
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        connections::serve(listener, router, limits, async move {
             let _ = stop_rx.await;
-        });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "server stopped");
-        }
+        })
+        .await;
         sweeper.abort();
     });
     Ok(Running {
@@ -173,60 +155,4 @@ async fn sweep_forever(app: App, every_secs: u64) {
             );
         }
     }
-}
-
-/// Every API path: read the body (bounded), resolve the caller, run the shared router.
-async fn api(
-    State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: axum::extract::Request,
-) -> axum::response::Response {
-    let (mut parts, body) = req.into_parts();
-    let body = match read_body(body, &parts.headers, shared.max_body).await {
-        Ok(b) => b,
-        Err(e) => return into_axum(response::error(&e)),
-    };
-    parts.extensions.insert(shared.auth.caller(&parts.headers));
-    parts.extensions.insert(ClientIp(peer.ip()));
-    let resp = routes::route(&shared.app, http::Request::from_parts(parts, body)).await;
-    into_axum(resp)
-}
-
-fn into_axum(resp: http::Response<Bytes>) -> axum::response::Response {
-    resp.map(Body::from)
-}
-
-/// Reads the body into one buffer sized from Content-Length, frame by frame, so a chunk is held once
-/// (collecting frames and then concatenating them would hold it twice). Over `limit`: 413.
-async fn read_body(
-    mut body: Body,
-    headers: &http::HeaderMap,
-    limit: u64,
-) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::PayloadTooLarge {
-        max: limit - MULTIPART_OVERHEAD,
-    };
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::bad_request(
-                "body_read_failed",
-                format!("could not read the request body: {e}"),
-            )
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() as u64 + data.len() as u64 > limit {
-                return Err(too_large());
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
 }

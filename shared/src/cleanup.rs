@@ -75,6 +75,10 @@ pub async fn clean(
         app.blobs.discard(session).await?;
         report.released += 1;
     }
+    // An expired upload no longer counts against its owner's quota. Freed before the record goes, so
+    // that a crash in between leaves a session the next sweep finds and frees again (freeing is
+    // idempotent, and usually already done when the upload completed).
+    app.uploads.release_quota(session).await?;
     // Conditional on the version we saw: a session a client moved on meanwhile is left alone. One the
     // TTL or another sweep already deleted is simply not there any more, which is fine.
     match app
@@ -85,7 +89,7 @@ pub async fn clean(
         Ok(true) => report.sessions_removed += 1,
         Ok(false) => {}
         Err(StoreError::Conflict) => report.skipped += 1,
-        Err(StoreError::Backend(e)) => return Err(e),
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Configuration from the environment. Every value is checked at start-up; a bad one stops the
 //! process with a message naming the variable, instead of surfacing later as a wrong answer.
 
-use crate::domain::{FetchLimits, Limits, ThumbnailMode};
+use crate::domain::limits::MIB;
+use crate::domain::{FetchLimits, Limits, ThumbnailMode, UserQuota};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -121,6 +122,11 @@ pub fn limits(env: &dyn Env) -> Result<Limits, ConfigError> {
         lease_secs: u64_var(env, "MEDIA_LEASE_SECS", d.lease_secs, 1)?,
         fetch: fetch_limits(env, &d.fetch)?,
         thumbnails: thumbnail_mode(env, d.thumbnails)?,
+        decode_budget_bytes: u64_var(env, "MEDIA_DECODE_BUDGET_BYTES", d.decode_budget_bytes, MIB)?,
+        user_quota: UserQuota {
+            max_open: u64_var(env, "MEDIA_USER_MAX_OPEN_UPLOADS", d.user_quota.max_open, 1)?,
+            max_bytes: u64_var(env, "MEDIA_USER_MAX_OPEN_BYTES", d.user_quota.max_bytes, 1)?,
+        },
     })
 }
 

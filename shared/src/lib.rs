@@ -12,6 +12,7 @@ pub mod app;
 pub mod cleanup;
 pub mod config;
 pub mod cors;
+pub mod decode_budget;
 pub mod domain;
 pub mod fetch;
 #[cfg(feature = "lambda")]

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::domain::upload::{ChunkPlan, StagingState, UploadSession};
-use crate::domain::{Click, MediaRecord, StoreError};
+use crate::domain::{Click, MediaRecord, StoreError, UserQuota};
 
 #[async_trait]
 pub trait UploadStore: Send + Sync {
@@ -21,6 +21,23 @@ pub trait UploadStore: Send + Sync {
         session: &UploadSession,
         expected: Option<u64>,
     ) -> Result<(), StoreError>;
+
+    /// Creates a new session (only if no session has its id) and counts it against its owner's
+    /// unfinished uploads: one more upload, `session.total` more declared bytes. When that would take
+    /// the owner past `quota`, the answer is `StoreError::QuotaExceeded` and no session remains. The
+    /// check and the count are one conditional write, so racing creators cannot pass the quota
+    /// together. A crash may leave a session that is not counted (a free upload), never a count
+    /// without a session (which nothing would ever free).
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        quota: &UserQuota,
+    ) -> Result<(), StoreError>;
+
+    /// Gives the session's share of its owner's quota back: it completed, failed or expired.
+    /// Idempotent (each session is counted once and freed at most once): answers whether this call
+    /// freed it.
+    async fn release_quota(&self, session: &UploadSession) -> Result<bool, StoreError>;
 
     /// Removes the session if its stored version is still `expected`. A missing session is not an
     /// error (TTL or another sweep got there first): the answer says whether this call removed it.

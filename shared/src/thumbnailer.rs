@@ -3,8 +3,14 @@
 //! Where it happens is a setting (`Limits::thumbnails`): inline, by the request that creates the
 //! media (the local server), or deferred, by the thumbnail function fed with the table's stream of
 //! inserted image media (AWS), so that completing an upload never waits for image decoding. A
-//! thumbnail that cannot be made (not decodable, a decompression bomb) is logged and the media stays
-//! without one: a thumbnail is never a reason to fail.
+//! thumbnail that cannot be made (not decodable, a decompression bomb, no room in the decoding budget
+//! in time) is logged and the media stays without one: a thumbnail is never a reason to fail.
+//!
+//! Every decode runs within the process's decoding budget (`decode_budget`): the image's header says
+//! what decoding it will hold, that much is reserved first, and the reservation travels with the
+//! blocking task so that it is held exactly as long as the memory is.
+
+use std::time::Duration;
 
 use anyhow::Context;
 use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
@@ -13,9 +19,13 @@ use bytes::Bytes;
 
 use crate::adapters::aws::items::{inserted_image_media, retry};
 use crate::app::App;
+use crate::decode_budget::DecodeBudget;
 use crate::domain::keys;
-use crate::domain::thumbnail::{self, Rendered};
+use crate::domain::thumbnail::{self, Rendered, ThumbnailError};
 use crate::domain::{MediaRecord, StoredThumbnail};
+
+/// How long a request waits for room in the decoding budget before it gives up on the thumbnail.
+const BUDGET_WAIT: Duration = Duration::from_secs(10);
 
 /// Renders the thumbnail of `bytes` (the media's image) and stores it; sets `media.thumbnail`.
 /// Errors are storage failures only; an image that gives no thumbnail is not one.
@@ -24,9 +34,8 @@ pub async fn attach(app: &App, media: &mut MediaRecord, bytes: Bytes) -> anyhow:
     let Some(image_key) = media.object_key.clone() else {
         return Ok(());
     };
-    let rendered = tokio::task::spawn_blocking(move || thumbnail::render(&bytes))
-        .await
-        .context("thumbnail rendering task")?;
+    let budget = DecodeBudget::for_process(app.limits.decode_budget_bytes);
+    let rendered = render_within(budget, bytes).await?;
     let Rendered {
         jpeg,
         width,
@@ -50,6 +59,30 @@ pub async fn attach(app: &App, media: &mut MediaRecord, bytes: Bytes) -> anyhow:
         color,
     });
     Ok(())
+}
+
+/// Probes the image, reserves what decoding it needs, and renders it on a blocking thread.
+pub async fn render_within(
+    budget: &DecodeBudget,
+    bytes: Bytes,
+) -> anyhow::Result<Result<Rendered, ThumbnailError>> {
+    let probe = match thumbnail::probe(&bytes) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let grant = match budget.reserve(probe.cost(), BUDGET_WAIT).await {
+        Ok(g) => g,
+        Err(e @ crate::decode_budget::Refusal::TooBig { .. }) => {
+            return Ok(Err(ThumbnailError::TooBig(e.to_string())))
+        }
+        Err(e) => return Ok(Err(ThumbnailError::Busy(e.to_string()))),
+    };
+    tokio::task::spawn_blocking(move || {
+        let _held_while_decoding = grant;
+        thumbnail::render(&bytes, &probe)
+    })
+    .await
+    .context("thumbnail rendering task")
 }
 
 /// `attach` for an image already in the blob store (an uploaded file at completion).

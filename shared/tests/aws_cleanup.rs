@@ -264,7 +264,7 @@ struct Uploads {
     completed: String,
     media_id: u64,
     media_md5: String,
-    /// Completed with a wrong md5.
+    /// Fully received, completed with a wrong md5 (kept, so unfinished).
     failed: String,
 }
 
@@ -332,9 +332,10 @@ async fn make_uploads(aws: &Aws, seed: u64) -> Uploads {
     let (status, body) = complete(app, &failed, &md5_hex(b"something else")).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["errors"][0]["code"], "md5_mismatch", "{body}");
+    // Kept as it was: completable with the right md5 until it expires, then swept like any other.
     assert!(matches!(
         session(app, &failed).await.status,
-        UploadStatus::Failed { .. }
+        UploadStatus::Receiving
     ));
 
     Uploads {

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use media_shared::adapters::local::{LocalBlobs, LocalMeta};
 use media_shared::app::App;
 use media_shared::domain::upload::UploadSession;
-use media_shared::domain::{Limits, StoreError};
+use media_shared::domain::{Limits, StoreError, UserQuota};
 use media_shared::ports::UploadStore;
 use media_testkit::aws::TestEnv;
 use media_testkit::handlers::{chunk, complete};
@@ -54,6 +54,14 @@ impl UploadStore for Flaky {
             }
             _ => self.inner.put_upload(s, expected).await,
         }
+    }
+
+    async fn create_upload(&self, s: &UploadSession, quota: &UserQuota) -> Result<(), StoreError> {
+        self.inner.create_upload(s, quota).await
+    }
+
+    async fn release_quota(&self, s: &UploadSession) -> Result<bool, StoreError> {
+        self.inner.release_quota(s).await
     }
 
     async fn delete_upload(&self, id: &str, expected: u64) -> Result<bool, StoreError> {

@@ -48,6 +48,7 @@ pub fn config(dir: PathBuf) -> LocalConfig {
         cors_origins: media_shared::cors::Origins::Loopback,
         limits: Limits::default(),
         backend: test_backend(dir),
+        connections: Default::default(),
     }
 }
 

@@ -31,26 +31,37 @@ pub fn caller(req: &Request) -> Caller {
 
 /// The user id (`sub`) of an authenticated request, or 401.
 pub fn require_user(req: &Request) -> Result<String, ApiError> {
-    match caller(req) {
-        Caller::User(sub) => Ok(sub),
-        Caller::Anonymous => Err(ApiError::Unauthorized(
-            "authentication credentials were not provided".into(),
-        )),
-        Caller::Invalid(why) => Err(ApiError::Unauthorized(why)),
-    }
+    required(&caller(req))
 }
 
 /// Anonymous is fine; a bad token is still a 401.
 pub fn optional_user(req: &Request) -> Result<Option<String>, ApiError> {
-    match caller(req) {
-        Caller::User(sub) => Ok(Some(sub)),
+    optional(&caller(req))
+}
+
+/// `require_user` for a caller resolved from a request's head (before its body is read).
+pub fn required(caller: &Caller) -> Result<String, ApiError> {
+    match caller {
+        Caller::User(sub) => Ok(sub.clone()),
+        Caller::Anonymous => Err(ApiError::Unauthorized(
+            "authentication credentials were not provided".into(),
+        )),
+        Caller::Invalid(why) => Err(ApiError::Unauthorized(why.clone())),
+    }
+}
+
+/// `optional_user` for a caller resolved from a request's head.
+pub fn optional(caller: &Caller) -> Result<Option<String>, ApiError> {
+    match caller {
         Caller::Anonymous => Ok(None),
-        Caller::Invalid(why) => Err(ApiError::Unauthorized(why)),
+        other => required(other).map(Some),
     }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
+    /// Defaulted so that a token without one is told the same as one with a blank one.
+    #[serde(default)]
     sub: String,
     exp: u64,
 }
@@ -69,6 +80,8 @@ impl Hs256 {
         validation.validate_aud = false;
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // A token that says it is not valid yet is not valid yet (`nbf` is checked when present).
+        validation.validate_nbf = true;
         Hs256 {
             decoding: DecodingKey::from_secret(secret),
             encoding: EncodingKey::from_secret(secret),
@@ -84,9 +97,9 @@ impl Hs256 {
             return Caller::Invalid("the Authorization header must be `Bearer <token>`".into());
         };
         match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
-            Ok(data) if !data.claims.sub.is_empty() => Caller::User(data.claims.sub),
-            Ok(_) => Caller::Invalid("the token has an empty subject".into()),
-            Err(e) => Caller::Invalid(format!("invalid token: {e}")),
+            Ok(data) if !data.claims.sub.trim().is_empty() => Caller::User(data.claims.sub),
+            Ok(_) => Caller::Invalid(NO_SUBJECT.into()),
+            Err(e) => Caller::Invalid(why_refused(e.kind()).into()),
         }
     }
 
@@ -104,6 +117,23 @@ impl Hs256 {
             },
             &self.encoding,
         )?)
+    }
+}
+
+const NO_SUBJECT: &str = "the token has no subject (sub)";
+
+/// What a client is told about a refused token: our words for the case, never the library's (its
+/// messages name its internals and change between versions).
+fn why_refused(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet",
+        ErrorKind::InvalidSignature => "the token's signature does not verify",
+        ErrorKind::InvalidAlgorithm => "the token is not signed with HS256",
+        ErrorKind::MissingRequiredClaim(c) if c == "exp" => "the token has no expiry (exp)",
+        ErrorKind::MissingRequiredClaim(c) if c == "sub" => NO_SUBJECT,
+        _ => "the token is not a valid JWT",
     }
 }
 
@@ -144,7 +174,43 @@ mod tests {
             auth.caller(&headers("Bearer abc.def.ghi")),
             Caller::Invalid(_)
         ));
+        let signed = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"secret"),
+            )
+            .unwrap()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let refused = |token: String| match auth.caller(&headers(&format!("Bearer {token}"))) {
+            Caller::Invalid(why) => why,
+            other => panic!("accepted: {other:?}"),
+        };
+        // Not valid before an hour from now: refused, in our words.
+        let early =
+            signed(serde_json::json!({"sub": "alice", "exp": now + 7200, "nbf": now + 3600}));
+        assert_eq!(refused(early), "the token is not valid yet");
+        let late = signed(serde_json::json!({"sub": "alice", "exp": now - 600}));
+        assert_eq!(refused(late), "the token has expired");
+        for blank in ["", " ", "\t \n"] {
+            let t = signed(serde_json::json!({"sub": blank, "exp": now + 60}));
+            assert_eq!(refused(t), NO_SUBJECT, "{blank:?}");
+        }
+        let no_sub = signed(serde_json::json!({"exp": now + 60}));
+        assert_eq!(refused(no_sub), NO_SUBJECT);
+        assert_eq!(
+            refused("abc.def.ghi".into()),
+            "the token is not a valid JWT"
+        );
         let other = Hs256::new(b"other").issue("alice", 60).unwrap();
+        assert_eq!(
+            refused(other.clone()),
+            "the token's signature does not verify"
+        );
         assert!(matches!(
             auth.caller(&headers(&format!("Bearer {other}"))),
             Caller::Invalid(_)

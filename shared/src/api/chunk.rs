@@ -3,7 +3,8 @@
 //! The sequence keeps every crash recoverable: (1) take the session's write lease with a conditional
 //! write, (2) write the bytes, (3) commit offset + MD5 state + staging state conditional on our version.
 //! A crash after (2) leaves the committed offset where it was, so the client's retry of the same chunk
-//! rewrites the same range once the lease has run out.
+//! rewrites the same range once the lease has run out. A retry after (3), when only the answer was
+//! lost, finds its range just behind the offset: the same bytes are answered 201 again.
 
 use time::OffsetDateTime;
 
@@ -14,7 +15,7 @@ use super::{response, Request, Response};
 use crate::app::App;
 use crate::domain::sniff::sniff;
 use crate::domain::time_fmt::rfc3339_millis;
-use crate::domain::upload::{ChunkPlan, UploadSession};
+use crate::domain::upload::{ChunkPlan, LastChunk, UploadSession};
 use crate::domain::{ApiError, ContentRange};
 
 /// Names the file part may have; the official client always uses `image`, even for PDFs.
@@ -45,7 +46,13 @@ async fn chunk(app: &App, req: Request) -> Result<Response, ApiError> {
 
     let (mut session, plan) = match Fields::from_parts(&parts).get("upload_id") {
         None => start(app, &user, range, file, now).await?,
-        Some(id) => resume(app, &user, id, range, len, now).await?,
+        Some(id) => {
+            let session = app.own_upload(id, &user).await?;
+            if let Some(last) = session.repeated_chunk(range.as_ref(), len, now) {
+                return repeated(&session, last.clone(), file.data.clone()).await;
+            }
+            resume(app, session, range, len, now).await?
+        }
     };
 
     let before = session.staging.clone();
@@ -77,13 +84,11 @@ async fn chunk(app: &App, req: Request) -> Result<Response, ApiError> {
         tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "could not free staged chunks");
     }
 
-    Ok(response::json(
-        201,
-        &serde_json::json!({"upload_id": session.id, "offset": session.offset, "expires": rfc3339_millis(session.expires())}),
-    ))
+    Ok(accepted(&session))
 }
 
-/// The first chunk: identify the content, check it may be uploaded, create the session holding the lease.
+/// The first chunk: identify the content, check it may be uploaded, create the session holding the
+/// lease and count it against the user's quota of unfinished uploads (429 beyond it).
 async fn start(
     app: &App,
     user: &str,
@@ -104,24 +109,54 @@ async fn start(
         filename,
     );
     session.take_lease(now, app.limits.lease_secs)?;
-    app.uploads.put_upload(&session, None).await?;
+    app.uploads
+        .create_upload(&session, &app.limits.user_quota)
+        .await?;
     Ok((session, plan))
 }
 
 /// A later chunk: the caller's upload, receiving, at this offset, and nobody else writing it.
 async fn resume(
     app: &App,
-    user: &str,
-    id: &str,
+    mut session: UploadSession,
     range: Option<ContentRange>,
     len: u64,
     now: OffsetDateTime,
 ) -> Result<(UploadSession, ChunkPlan), ApiError> {
-    let mut session = app.own_upload(id, user).await?;
     let plan = session.plan_chunk(range, len, now)?;
     session.take_lease(now, app.limits.lease_secs)?;
     app.save_upload(&mut session).await?;
     Ok((session, plan))
+}
+
+/// The chunk accepted last, sent again (its answer was lost): the same bytes get the answer they
+/// got then, with nothing written; other bytes in its place are an offset mismatch, as any chunk
+/// that does not start at the offset is.
+async fn repeated(
+    session: &UploadSession,
+    last: LastChunk,
+    data: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let check = {
+        let session = session.clone();
+        tokio::task::spawn_blocking(move || session.is_same_chunk(&last, &data))
+    };
+    let same = check
+        .await
+        .map_err(|e| anyhow::Error::from(e).context("comparing a repeated chunk"))??;
+    if !same {
+        return Err(ApiError::OffsetMismatch {
+            offset: session.offset,
+        });
+    }
+    Ok(accepted(session))
+}
+
+fn accepted(session: &UploadSession) -> Response {
+    response::json(
+        201,
+        &serde_json::json!({"upload_id": session.id, "offset": session.offset, "expires": rfc3339_millis(session.expires())}),
+    )
 }
 
 /// After a failed write, give the lease back so that the client's retry need not wait for it to expire.

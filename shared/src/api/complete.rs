@@ -5,6 +5,9 @@
 //! first the session moves to `Completing` with a reserved media id (a conditional write, which also
 //! stops a concurrent complete), then object + media record are written and the session becomes
 //! `Completed`. A retry finds `Completing` and finishes with the same id.
+//!
+//! A wrong md5 changes nothing: the answer is a 400 and the client may complete again with the right
+//! one; an upload never completed is freed by the sweep when it expires.
 
 use time::OffsetDateTime;
 
@@ -13,7 +16,7 @@ use super::form::fields;
 use super::{response, Request, Response};
 use crate::app::App;
 use crate::domain::sniff::dimensions;
-use crate::domain::upload::{Md5Error, UploadSession, UploadStatus};
+use crate::domain::upload::{UploadSession, UploadStatus};
 use crate::domain::{ApiError, MediaRecord, MediaType, ThumbnailMode};
 use crate::thumbnailer;
 
@@ -73,16 +76,10 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
     // A wrong `type` is the client's mistake about the request, not about the bytes: no need to fail.
     let media_type =
         MediaType::for_upload(requested_type, session.content.kind, &session.content.mime)?;
-    match session.verify_md5(md5) {
-        Ok(_) => {}
-        Err(Md5Error::State(e)) => return Err(ApiError::Internal(e)),
-        // Behaviour so far: a malformed md5 fails the upload just as a mismatch does.
-        Err(e @ (Md5Error::Malformed | Md5Error::Mismatch { .. })) => {
-            let e = ApiError::from(e);
-            fail(app, &mut session, &e.to_string()).await?;
-            return Err(e);
-        }
-    }
+    // A malformed md5 is a field error and a wrong one a 400; neither changes the upload, which
+    // stays completable with the md5 of its bytes until it expires (django-chunked-upload does the
+    // same: "bad md5 -> 400, then complete -> 200").
+    session.verify_md5(md5)?;
     let media_id = app.media.next_media_id().await?;
     session.status = UploadStatus::Completing {
         media_id,
@@ -92,8 +89,17 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
     // sweep leaves the session alone until it is done (or its lease runs out after a crash).
     session.take_lease(now, app.limits.lease_secs)?;
     app.save_upload(&mut session).await?;
+    release_quota(app, &session).await;
     let media = finish(app, &mut session, media_id, media_type, now).await?;
     Ok(response::json(201, &app.media_json(&media).await?))
+}
+
+/// The upload is no longer unfinished: it stops counting against its owner's quota. A failure here
+/// only delays that until the sweep removes the session, which frees it again.
+async fn release_quota(app: &App, session: &UploadSession) {
+    if let Err(e) = app.uploads.release_quota(session).await {
+        tracing::warn!(upload_id = %session.id, error = %e, "could not free the upload's quota");
+    }
 }
 
 /// Object, media record, then the session's final state; each step is safe to repeat.
@@ -141,17 +147,4 @@ async fn finish(
     session.staging = Default::default();
     app.save_upload(session).await?;
     Ok(media)
-}
-
-/// The MD5 did not match: the upload can never complete, so its bytes are released now.
-async fn fail(app: &App, session: &mut UploadSession, reason: &str) -> Result<(), ApiError> {
-    session.status = UploadStatus::Failed {
-        reason: reason.to_string(),
-    };
-    app.save_upload(session).await?;
-    if let Err(e) = app.blobs.discard(session).await {
-        // The cleanup sweep retries failed uploads; the client's answer does not depend on it.
-        tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "could not release a failed upload's bytes");
-    }
-    Ok(())
 }

@@ -28,7 +28,12 @@ pub fn error(e: &ApiError) -> Response {
     if let ApiError::Internal(cause) = e {
         tracing::error!(error = format!("{cause:#}"), "request failed");
     }
-    json(e.status(), &e.body())
+    let mut r = json(e.status(), &e.body());
+    if let Some(secs) = e.retry_after() {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    }
+    r
 }
 
 pub fn from_result(result: Result<Response, ApiError>) -> Response {

@@ -35,6 +35,18 @@ pub enum ApiError {
     /// A byte range entirely outside a stored file.
     #[error("the requested range is outside the file's {len} bytes")]
     RangeNotSatisfiable { len: u64 },
+    /// The user holds as many unfinished uploads (or declared bytes) as allowed.
+    #[error("too many unfinished uploads: at most {max_open} at once, declaring at most {max_bytes} bytes together; complete one, or wait for unfinished ones to expire")]
+    TooManyUploads { max_open: u64, max_bytes: u64 },
+    /// What an entry point answers about the HTTP exchange itself rather than the API: a body too
+    /// large for its endpoint (413), too slow (408), a head too large (414, 431), a file route's
+    /// 404/405. Same envelope as every other error.
+    #[error("{message}")]
+    Http {
+        status: u16,
+        code: &'static str,
+        message: String,
+    },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -42,6 +54,14 @@ pub enum ApiError {
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn http(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Http {
+            status,
             code,
             message: message.into(),
         }
@@ -68,6 +88,8 @@ impl ApiError {
             ApiError::PreconditionFailed => 412,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::RangeNotSatisfiable { .. } => 416,
+            ApiError::TooManyUploads { .. } => 429,
+            ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => 500,
         }
     }
@@ -86,7 +108,19 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "chunk_too_large",
             ApiError::PreconditionFailed => "precondition_failed",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            ApiError::TooManyUploads { .. } => "too_many_uploads",
+            ApiError::Http { code, .. } => code,
             ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Seconds after which a retry may succeed (`Retry-After`), for errors that pass with time. Open
+    /// uploads are freed by their completion or by the sweep after they expire, so a minute is a
+    /// hint, not a promise.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyUploads { .. } => Some(60),
+            _ => None,
         }
     }
 
@@ -109,6 +143,9 @@ impl ApiError {
 pub enum StoreError {
     #[error("the record changed under us")]
     Conflict,
+    /// Creating an upload would take its owner past this quota; nothing was written.
+    #[error("the user's quota of unfinished uploads is used up")]
+    QuotaExceeded(super::limits::UserQuota),
     #[error(transparent)]
     Backend(#[from] anyhow::Error),
 }
@@ -119,6 +156,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict => ApiError::Conflict(
                 "another request changed this upload at the same time; retry".into(),
             ),
+            StoreError::QuotaExceeded(q) => ApiError::TooManyUploads {
+                max_open: q.max_open,
+                max_bytes: q.max_bytes,
+            },
             StoreError::Backend(e) => ApiError::Internal(e),
         }
     }

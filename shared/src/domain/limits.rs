@@ -17,6 +17,30 @@ pub struct Limits {
     pub fetch: FetchLimits,
     /// Where image thumbnails are made.
     pub thumbnails: ThumbnailMode,
+    /// Memory the whole process may hold for decoding images at once (thumbnails); an image whose
+    /// decoding needs more gets no thumbnail.
+    pub decode_budget_bytes: u64,
+    /// What one user may hold in unfinished uploads.
+    pub user_quota: UserQuota,
+}
+
+/// Per-user limits on unfinished uploads: how many, and the sum of their declared sizes. An upload
+/// counts from its first chunk until it completes (its MD5 matched), fails, or expires and is swept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserQuota {
+    pub max_open: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for UserQuota {
+    fn default() -> Self {
+        // Room for a post's worth of photos being uploaded at once, or ten documents of the
+        // largest size; far below what fills a disk (issue 11: 2,000 uploads in 5 s).
+        UserQuota {
+            max_open: 20,
+            max_bytes: 512 * MIB,
+        }
+    }
 }
 
 /// What the server-side fetcher may do. Everything else it refuses: it must never become a proxy
@@ -80,6 +104,10 @@ impl Default for Limits {
             lease_secs: 45,
             fetch: FetchLimits::default(),
             thumbnails: ThumbnailMode::Inline,
+            // Fits the thumbnail function (1024 MB on Lambda) with room for the runtime, the file
+            // and the SDK; enough for a 24-megapixel JPEG.
+            decode_budget_bytes: 256 * MIB,
+            user_quota: UserQuota::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ pub mod upload;
 
 pub use content_range::ContentRange;
 pub use error::{ApiError, StoreError};
-pub use limits::{FetchLimits, Limits, ThumbnailMode};
+pub use limits::{FetchLimits, Limits, ThumbnailMode, UserQuota};
 pub use md5_state::ResumableMd5;
 pub use media::{Click, MediaRecord, MediaType, StoredThumbnail};
 pub use object_headers::ObjectHeaders;

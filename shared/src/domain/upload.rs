@@ -27,7 +27,8 @@ pub enum UploadStatus {
         media_id: u64,
         md5: String,
     },
-    /// The MD5 did not match; the bytes are released and the upload can only expire.
+    /// The MD5 did not match, in versions before a mismatch kept the upload completable: the bytes
+    /// are released and the upload can only expire. No longer written; still read.
     Failed {
         reason: String,
     },
@@ -57,6 +58,17 @@ pub struct StagingState {
     pub staged: Vec<StagedChunk>,
 }
 
+/// The chunk accepted last, kept so that the client's retry of it (its answer was lost) can be
+/// recognised and answered as the success it was. The MD5 state from before the chunk tells whether
+/// the retried bytes are the same ones: fed with them, it must become the session's current state.
+/// Nothing is hashed for it on the normal path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastChunk {
+    pub start: u64,
+    pub len: u64,
+    pub md5_before: ResumableMd5,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub token: String,
@@ -78,6 +90,9 @@ pub struct UploadSession {
     pub md5: ResumableMd5,
     pub staging: StagingState,
     pub lease: Option<Lease>,
+    /// Absent in sessions stored before it existed, and until the first chunk is accepted.
+    #[serde(default)]
+    pub last_chunk: Option<LastChunk>,
     /// Bumped by every write; writes are conditional on the version they read.
     pub version: u64,
 }
@@ -174,6 +189,7 @@ impl UploadSession {
             md5: ResumableMd5::default(),
             staging: StagingState::default(),
             lease: None,
+            last_chunk: None,
             version: 0,
         }
     }
@@ -237,6 +253,29 @@ impl UploadSession {
         })
     }
 
+    /// The chunk accepted last, if this request names exactly its range again (a retry after a lost
+    /// answer) on an upload still receiving. The caller compares the bytes (`is_same_chunk`): the
+    /// same ones are answered as the success they were; other bytes are an offset mismatch.
+    pub fn repeated_chunk(
+        &self,
+        range: Option<&ContentRange>,
+        len: u64,
+        now: OffsetDateTime,
+    ) -> Option<&LastChunk> {
+        let (r, last) = (range?, self.last_chunk.as_ref()?);
+        let same_range = r.start == last.start
+            && r.len() == len
+            && len == last.len
+            && r.total == self.total
+            && last.start + last.len == self.offset;
+        (same_range && self.check_receiving(now).is_ok()).then_some(last)
+    }
+
+    /// Whether `data` are the bytes of the chunk accepted last (`repeated_chunk`).
+    pub fn is_same_chunk(&self, last: &LastChunk, data: &[u8]) -> anyhow::Result<bool> {
+        Ok(last.md5_before.clone().advanced(data)? == self.md5)
+    }
+
     fn check_receiving(&self, now: OffsetDateTime) -> Result<(), ApiError> {
         match &self.status {
             UploadStatus::Receiving => {}
@@ -292,9 +331,15 @@ impl UploadSession {
     /// Takes the write lease for one request; fails with 409 while another request holds a live one.
     pub fn take_lease(&mut self, now: OffsetDateTime, secs: u64) -> Result<(), ApiError> {
         if self.lease_active(now) {
-            return Err(ApiError::Conflict(
-                "another chunk of this upload is being written right now; retry shortly".into(),
-            ));
+            // Who holds it follows from the stored state: chunks write receiving uploads, a
+            // completion holds it from the moment the upload is completing.
+            let holder = match self.status {
+                UploadStatus::Receiving => "a chunk of this upload is being written",
+                _ => "this upload is being completed by another request",
+            };
+            return Err(ApiError::Conflict(format!(
+                "{holder} right now; retry shortly"
+            )));
         }
         self.lease = Some(Lease {
             token: uuid::Uuid::new_v4().simple().to_string(),
@@ -308,7 +353,11 @@ impl UploadSession {
     /// are being written), the offset moves too, and the lease is given back.
     pub fn accept_chunk(&mut self, plan: &ChunkPlan, md5: ResumableMd5, staging: StagingState) {
         debug_assert_eq!(plan.start, self.offset);
-        self.md5 = md5;
+        self.last_chunk = Some(LastChunk {
+            start: plan.start,
+            len: plan.len,
+            md5_before: std::mem::replace(&mut self.md5, md5),
+        });
         self.offset = plan.start + plan.len;
         self.staging = staging;
         self.lease = None;
@@ -348,7 +397,7 @@ pub enum Md5Error {
     #[error("md5 must be 32 hexadecimal digits")]
     Malformed,
     /// Well formed, but not the MD5 of the bytes received.
-    #[error("the md5 {claimed} does not match the received bytes; the upload has failed and must be started again")]
+    #[error("the md5 {claimed} does not match the received bytes; the upload is kept, and completes with the md5 of the bytes it holds until it expires")]
     Mismatch { claimed: String },
     /// The carried MD5 state could not be finished (a corrupt session record).
     #[error("the upload's MD5 state")]
@@ -478,11 +527,69 @@ mod tests {
     }
 
     #[test]
+    fn the_last_chunk_sent_again_is_recognised_by_its_bytes() {
+        let now = OffsetDateTime::now_utc();
+        let mut s = session(6);
+        let first = ChunkPlan {
+            start: 0,
+            len: 3,
+            total: 6,
+        };
+        s.accept_chunk(
+            &first,
+            s.md5.clone().advanced(b"abc").unwrap(),
+            StagingState::default(),
+        );
+        let again = range(0, 2, 6);
+        let last = s.repeated_chunk(again.as_ref(), 3, now).unwrap().clone();
+        assert!(s.is_same_chunk(&last, b"abc").unwrap());
+        assert!(!s.is_same_chunk(&last, b"abd").unwrap());
+        // Another range, length or total is not the same chunk; neither is an older chunk.
+        assert!(s.repeated_chunk(range(0, 1, 6).as_ref(), 2, now).is_none());
+        assert!(s.repeated_chunk(range(0, 2, 7).as_ref(), 3, now).is_none());
+        assert!(s.repeated_chunk(None, 3, now).is_none());
+        let second = ChunkPlan {
+            start: 3,
+            len: 3,
+            total: 6,
+        };
+        s.accept_chunk(
+            &second,
+            s.md5.clone().advanced(b"def").unwrap(),
+            StagingState::default(),
+        );
+        assert!(s.repeated_chunk(again.as_ref(), 3, now).is_none());
+        let last = s
+            .repeated_chunk(range(3, 5, 6).as_ref(), 3, now)
+            .unwrap()
+            .clone();
+        assert!(s.is_same_chunk(&last, b"def").unwrap());
+        // Not once the upload is no longer receiving, nor after it expired.
+        let later = now + time::Duration::hours(2);
+        assert!(s
+            .repeated_chunk(range(3, 5, 6).as_ref(), 3, later)
+            .is_none());
+        s.status = UploadStatus::Completed {
+            media_id: 1,
+            md5: String::new(),
+        };
+        assert!(s.repeated_chunk(range(3, 5, 6).as_ref(), 3, now).is_none());
+    }
+
+    #[test]
     fn lease_excludes_a_second_writer_until_it_runs_out() {
         let now = OffsetDateTime::now_utc();
         let mut s = session(10);
         s.take_lease(now, 30).unwrap();
-        assert_eq!(s.take_lease(now, 30).unwrap_err().status(), 409);
+        let e = s.take_lease(now, 30).unwrap_err();
+        assert_eq!(e.status(), 409);
+        assert!(e.to_string().contains("chunk"), "{e}");
+        s.status = UploadStatus::Completing {
+            media_id: 1,
+            media_type: crate::domain::MediaType::Image,
+        };
+        let e = s.take_lease(now, 30).unwrap_err();
+        assert!(e.to_string().contains("being completed"), "{e}");
         s.take_lease(now + time::Duration::seconds(31), 30).unwrap();
     }
 

@@ -5,7 +5,7 @@
 //!
 //! Every documented promise of a port has a test here: writes of sessions conditional on the version
 //! (and nothing written on a conflict), tolerant deletes, the expiry listing and its limit, the atomic
-//! media counter, replace-only-if-present, chunk writes safe to repeat, idempotent finish, discard
+//! media counter, per-user quotas of unfinished uploads, replace-only-if-present, chunk writes safe to repeat, idempotent finish, discard
 //! that frees everything an unfinished upload holds and never touches finished objects. Chunks are
 //! written through the real chunk handler (`handlers::send_chunk`), so the sequence under test is the
 //! service's own. What the stores hold is checked outside the port under test ([`Backend::staged`],
@@ -13,6 +13,7 @@
 
 pub mod blobs;
 pub mod media;
+pub mod quotas;
 pub mod uploads;
 
 use std::path::PathBuf;
@@ -166,6 +167,12 @@ macro_rules! port_contract_tests {
                 one_of_concurrent_writers_wins,
                 deletes_are_conditional_and_tolerate_a_missing_session,
                 expired_sessions_are_listed_up_to_the_limit,
+            }
+            quotas {
+                racing_creators_cannot_pass_the_quota_together,
+                freeing_makes_room_once,
+                declared_bytes_count_against_the_quota,
+                creating_an_existing_id_is_a_conflict_and_counts_nothing,
             }
             media {
                 ids_are_unique_and_increasing_under_concurrency,

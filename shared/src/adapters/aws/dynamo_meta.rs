@@ -2,6 +2,13 @@
 //! out as `items` describes. Every session write is conditional on `version`, and a failed condition
 //! is reported as `StoreError::Conflict` (read from the typed SDK error), which the API turns into a
 //! 409.
+//!
+//! A user's quota item is changed by single-item conditional updates: `ADD` to the id set and the
+//! byte count on the condition that both are still under the quota (racing creators are serialised
+//! by DynamoDB), and `DELETE` from the set on the condition that the id is in it (so that freeing is
+//! idempotent, whether the completion, the sweep or a TTL record gets there first or twice).
+
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -11,14 +18,22 @@ use aws_sdk_dynamodb::Client;
 
 use super::items::{self, decode, n, s, Item};
 use crate::domain::upload::UploadSession;
-use crate::domain::{Click, MediaRecord, StoreError};
+use crate::domain::{Click, MediaRecord, StoreError, UserQuota};
 use crate::ports::{MediaStore, UploadStore};
 
 #[derive(Clone, Debug)]
 pub struct DynamoMeta {
     client: Client,
     table: String,
+    /// Quota changes of one user, serialised within this process (striped by user). DynamoDB makes
+    /// each conditional update atomic, which is what holds across processes; servers that emulate
+    /// it (moto, which the tests use) check the condition and write without a lock, so concurrent
+    /// requests in one process could pass a quota together there. One Lambda process handles one
+    /// request at a time; `media-local` on this backend handles many.
+    quota_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
+
+const QUOTA_LOCK_STRIPES: usize = 16;
 
 /// Any SDK failure that is not a failed condition: kept as the typed error, with what we were doing.
 fn backend<E, R>(what: &'static str) -> impl FnOnce(SdkError<E, R>) -> StoreError
@@ -34,7 +49,19 @@ impl DynamoMeta {
         DynamoMeta {
             client,
             table: table.to_string(),
+            quota_locks: (0..QUOTA_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
+    }
+
+    async fn quota_lock(&self, user: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        user.hash(&mut h);
+        self.quota_locks[h.finish() as usize % QUOTA_LOCK_STRIPES]
+            .lock()
+            .await
     }
 
     /// A strongly consistent read: the version we read is the one our next conditional write expects.
@@ -87,6 +114,86 @@ impl UploadStore for DynamoMeta {
                 Err(StoreError::Conflict)
             }
             Err(e) => Err(backend("DynamoDB PutItem of an upload session")(e)),
+        }
+    }
+
+    /// The session first, then the count: a crash in between leaves an uncounted session, never a
+    /// count without a session. Over the quota, the session just written is removed again.
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        quota: &UserQuota,
+    ) -> Result<(), StoreError> {
+        let Some(room) = quota.max_bytes.checked_sub(session.total) else {
+            return Err(StoreError::QuotaExceeded(*quota));
+        };
+        self.put_upload(session, None).await?;
+        let _serialised = self.quota_lock(&session.owner).await;
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(items::PK, s(items::quota_pk(&session.owner)))
+            .update_expression("ADD #ids :id, #bytes :total SET #kind = :kind")
+            .condition_expression(
+                "(attribute_not_exists(#ids) OR size(#ids) < :max_open) \
+                 AND (attribute_not_exists(#bytes) OR #bytes <= :room)",
+            )
+            .expression_attribute_names("#ids", items::OPEN_IDS)
+            .expression_attribute_names("#bytes", items::OPEN_BYTES)
+            .expression_attribute_names("#kind", items::KIND)
+            .expression_attribute_values(":id", AttributeValue::Ss(vec![session.id.clone()]))
+            .expression_attribute_values(":total", n(session.total))
+            .expression_attribute_values(":kind", s(items::KIND_QUOTA))
+            .expression_attribute_values(":max_open", n(quota.max_open))
+            .expression_attribute_values(":room", n(room))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.delete_upload(&session.id, session.version).await?;
+                Err(StoreError::QuotaExceeded(*quota))
+            }
+            Err(e) => {
+                // Not counted: the session must not stay either (it could never be freed twice,
+                // but it would be a free upload); a failed delete leaves it to expire uncounted.
+                if let Err(d) = self.delete_upload(&session.id, session.version).await {
+                    tracing::warn!(upload_id = %session.id, error = %d, "could not remove an uncounted session");
+                }
+                Err(backend("DynamoDB UpdateItem of a user's quota")(e))
+            }
+        }
+    }
+
+    async fn release_quota(&self, session: &UploadSession) -> Result<bool, StoreError> {
+        let _serialised = self.quota_lock(&session.owner).await;
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(items::PK, s(items::quota_pk(&session.owner)))
+            .update_expression("DELETE #ids :id ADD #bytes :minus")
+            .condition_expression("contains(#ids, :id_s)")
+            .expression_attribute_names("#ids", items::OPEN_IDS)
+            .expression_attribute_names("#bytes", items::OPEN_BYTES)
+            .expression_attribute_values(":id", AttributeValue::Ss(vec![session.id.clone()]))
+            .expression_attribute_values(":id_s", s(session.id.clone()))
+            .expression_attribute_values(":minus", AttributeValue::N(format!("-{}", session.total)))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(backend("DynamoDB UpdateItem freeing a user's quota")(e)),
         }
     }
 

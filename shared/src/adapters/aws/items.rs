@@ -8,6 +8,7 @@
 //! | `media#<id>`     | `data` (media JSON), `kind`, `media_type`                                      |
 //! | `click#<uuid>`   | `data` (click JSON), `media_id`, `kind`                                        |
 //! | `counter#media`  | `n`: the last media id handed out                                              |
+//! | `quota#<user>`   | `open_ids` (string set of the user's unfinished upload ids), `open_bytes`, `kind` |
 //!
 //! Records are stored whole as JSON so that the domain types stay the schema; only what a condition,
 //! a filter or TTL needs is lifted into top-level attributes: `version` (conditional writes),
@@ -37,7 +38,7 @@ pub const VERSION: &str = "version";
 pub const EXPIRES_AT: &str = "expires_at";
 /// A session's expiry in epoch milliseconds, for the sweep's scan.
 pub const EXPIRES_MS: &str = "expires_ms";
-/// `upload`, `media` or `click`.
+/// `upload`, `media`, `click` or `quota`.
 pub const KIND: &str = "kind";
 /// A media's type as the API names it (`image`, `doc`, ...).
 pub const MEDIA_TYPE: &str = "media_type";
@@ -45,10 +46,14 @@ pub const MEDIA_TYPE: &str = "media_type";
 pub const MEDIA_ID: &str = "media_id";
 /// The media counter's value.
 pub const COUNTER: &str = "n";
+/// A user's unfinished uploads (a string set; absent when there are none) and their declared bytes.
+pub const OPEN_IDS: &str = "open_ids";
+pub const OPEN_BYTES: &str = "open_bytes";
 
 pub const KIND_UPLOAD: &str = "upload";
 pub const KIND_MEDIA: &str = "media";
 pub const KIND_CLICK: &str = "click";
+pub const KIND_QUOTA: &str = "quota";
 
 /// The one item holding the last media id handed out.
 pub const MEDIA_COUNTER_PK: &str = "counter#media";
@@ -57,9 +62,14 @@ pub const MEDIA_COUNTER_PK: &str = "counter#media";
 pub const UPLOAD_PREFIX: &str = "upload#";
 pub const MEDIA_PREFIX: &str = "media#";
 pub const CLICK_PREFIX: &str = "click#";
+pub const QUOTA_PREFIX: &str = "quota#";
 
 pub fn upload_pk(id: &str) -> String {
     format!("{UPLOAD_PREFIX}{id}")
+}
+
+pub fn quota_pk(user: &str) -> String {
+    format!("{QUOTA_PREFIX}{user}")
 }
 
 pub fn media_pk(id: u64) -> String {

@@ -1,6 +1,9 @@
 //! Upload sessions, media and clicks in redb, an embedded transactional key-value store. Each
 //! conditional write is one redb write transaction, so the version check and the write are atomic.
+//! Per-user quotas (`QUOTAS`: user -> the user's unfinished uploads and their declared sizes) are
+//! written in the same transaction as the session they count.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,13 +12,26 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::domain::upload::UploadSession;
-use crate::domain::{Click, MediaRecord, StoreError};
+use crate::domain::{Click, MediaRecord, StoreError, UserQuota};
 use crate::ports::{MediaStore, UploadStore};
 
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const MEDIA: TableDefinition<u64, &[u8]> = TableDefinition::new("media");
 const CLICKS: TableDefinition<u64, &[u8]> = TableDefinition::new("clicks");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const QUOTAS: TableDefinition<&str, &[u8]> = TableDefinition::new("quotas");
+
+/// One user's unfinished uploads: upload id -> declared size.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct OpenUploads {
+    uploads: BTreeMap<String, u64>,
+}
+
+impl OpenUploads {
+    fn bytes(&self) -> u64 {
+        self.uploads.values().sum()
+    }
+}
 
 #[derive(Clone)]
 pub struct LocalMeta {
@@ -45,6 +61,7 @@ impl LocalMeta {
             txn.open_table(MEDIA)?;
             txn.open_table(CLICKS)?;
             txn.open_table(COUNTERS)?;
+            txn.open_table(QUOTAS)?;
             let mut uploads = txn.open_table(UPLOADS)?;
             let mut stale = Vec::new();
             for row in uploads.iter()? {
@@ -122,6 +139,75 @@ impl UploadStore for LocalMeta {
                 t.insert(id.as_str(), bytes.as_slice()).map_err(backend)?;
             }
             txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        quota: &UserQuota,
+    ) -> Result<(), StoreError> {
+        let (id, owner, total, quota) = (
+            session.id.clone(),
+            session.owner.clone(),
+            session.total,
+            *quota,
+        );
+        let bytes = encode(session)?;
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut uploads = txn.open_table(UPLOADS).map_err(backend)?;
+                if uploads.get(id.as_str()).map_err(backend)?.is_some() {
+                    return Err(StoreError::Conflict);
+                }
+                let mut quotas = txn.open_table(QUOTAS).map_err(backend)?;
+                let mut open: OpenUploads = match quotas.get(owner.as_str()).map_err(backend)? {
+                    Some(v) => decode(v.value())?,
+                    None => OpenUploads::default(),
+                };
+                let count = open.uploads.len() as u64;
+                if count >= quota.max_open || open.bytes().saturating_add(total) > quota.max_bytes {
+                    return Err(StoreError::QuotaExceeded(quota));
+                }
+                open.uploads.insert(id.clone(), total);
+                quotas
+                    .insert(owner.as_str(), encode(&open)?.as_slice())
+                    .map_err(backend)?;
+                uploads
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn release_quota(&self, session: &UploadSession) -> Result<bool, StoreError> {
+        let (id, owner) = (session.id.clone(), session.owner.clone());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let freed = {
+                let mut quotas = txn.open_table(QUOTAS).map_err(backend)?;
+                let mut open: OpenUploads = match quotas.get(owner.as_str()).map_err(backend)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Ok(false),
+                };
+                if open.uploads.remove(&id).is_none() {
+                    return Ok(false);
+                }
+                if open.uploads.is_empty() {
+                    quotas.remove(owner.as_str()).map_err(backend)?;
+                } else {
+                    quotas
+                        .insert(owner.as_str(), encode(&open)?.as_slice())
+                        .map_err(backend)?;
+                }
+                true
+            };
+            txn.commit().map_err(backend)?;
+            Ok(freed)
         })
         .await
     }
