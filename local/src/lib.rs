@@ -3,6 +3,7 @@
 pub mod api_entry;
 pub mod config;
 pub mod connections;
+pub mod control;
 pub mod cors;
 pub mod files;
 pub mod guards;

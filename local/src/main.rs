@@ -1,13 +1,17 @@
 //! `media-local [serve]` runs the API on the embedded default (or on AWS with `MEDIA_BACKEND=aws`);
-//! `media-local sweep` cleans expired uploads once; `media-local upload FILE` uploads a file like the
-//! official client, with progress and resume.
+//! `media-local sweep` cleans expired uploads once (through the running server, if one uses the data
+//! directory); `media-local upload FILE` uploads a file like the official client, with progress and
+//! resume.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use media_local::config::LocalConfig;
+use media_local::control;
 use media_local::uploader::{self, Outcome, UploadOptions};
+use media_shared::cleanup::SweepReport;
 use media_shared::config::ProcessEnv;
 use media_shared::wiring;
 
@@ -46,24 +50,39 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    // A failure is told in one line of words, never with a stack backtrace (whatever RUST_BACKTRACE
+    // says): these are commands for people running a server, not for debugging this program.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("media-local: internal error: {info}");
+    }));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(Cli::parse())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command.unwrap_or(Command::Serve) {
+    match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config()?).await,
         Command::Sweep => {
-            let config = config()?;
-            // The sweep serves no files, so its App is built without a files URL.
-            let app = wiring::build(&config.backend, config.limits.clone(), None)
-                .await?
-                .app;
-            let report =
-                media_shared::cleanup::sweep(&app, time::OffsetDateTime::now_utc()).await?;
+            let report = sweep(&config()?).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
@@ -102,6 +121,37 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// One sweep: by the server running on this data directory if there is one (it holds the embedded
+/// database), else here.
+async fn sweep(config: &LocalConfig) -> anyhow::Result<SweepReport> {
+    if let wiring::Backend::Local { data_dir } = &config.backend {
+        if let Some(server) = control::running_server(data_dir)? {
+            if let Some(report) = control::ask_sweep(&server).await? {
+                return Ok(report);
+            }
+            tracing::info!(
+                address = %server.address,
+                "no server answers at the address in {}; sweeping here",
+                control::STATE_FILE
+            );
+        }
+    }
+    // The sweep serves no files, so its App is built without a files URL.
+    let app = wiring::build(&config.backend, config.limits.clone(), None)
+        .await
+        .map_err(|e| match &config.backend {
+            wiring::Backend::Local { data_dir } => e.context(format!(
+                "opening the data directory {} (if a media-local server uses it, it must be one \
+                 that leaves {} there: a current version)",
+                data_dir.display(),
+                control::STATE_FILE
+            )),
+            wiring::Backend::Aws { .. } => e,
+        })?
+        .app;
+    media_shared::cleanup::sweep(&app, time::OffsetDateTime::now_utc()).await
 }
 
 fn config() -> anyhow::Result<LocalConfig> {

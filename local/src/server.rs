@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::api_entry::{api, ApiState};
 use crate::config::{LocalConfig, DEV_SECRET};
-use crate::{connections, cors, guards, try_it};
+use crate::{connections, control, cors, guards, try_it};
 
 /// How long the tokens the server issues itself (the dev token at start-up, tests) stay valid.
 const ISSUED_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
@@ -29,6 +29,8 @@ pub struct Running {
     pub auth: Arc<Hs256>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    /// `server.json` in the data directory, for `media-local sweep` (embedded backend only).
+    _control: Option<control::Published>,
 }
 
 /// Opens the stores, binds the port and serves until `Running::stop` (or the process ends).
@@ -82,19 +84,26 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         // On AWS the media URLs point at S3 (presigned) or the configured public base URL instead.
         router = router.nest_service("/files", crate::files::router(blobs.clone()));
     }
-    let router = router
-        .fallback(api)
-        .with_state(shared)
-        .layer(axum::middleware::map_response(
-            |mut r: axum::response::Response| async move {
-                // Stored files are served as what their sniffed extension says, never re-guessed by browsers.
-                r.headers_mut().insert(
-                    "x-content-type-options",
-                    http::HeaderValue::from_static("nosniff"),
-                );
-                r
-            },
-        ));
+    // The sweep command cannot open the embedded database while this server holds it: it asks the
+    // server instead (`control`). S3 and DynamoDB take any number of processes.
+    let control = match &config.backend {
+        wiring::Backend::Local { data_dir } => Some(control::Published::write(data_dir, addr)?),
+        wiring::Backend::Aws { .. } => None,
+    };
+    let mut router = router.fallback(api).with_state(shared);
+    if let Some(published) = &control {
+        router = router.merge(control::routes(app.clone(), published.token()));
+    }
+    let router = router.layer(axum::middleware::map_response(
+        |mut r: axum::response::Response| async move {
+            // Stored files are served as what their sniffed extension says, never re-guessed by browsers.
+            r.headers_mut().insert(
+                "x-content-type-options",
+                http::HeaderValue::from_static("nosniff"),
+            );
+            r
+        },
+    ));
     let router = guards::apply(router);
     let router = cors::apply(router, config.cors_origins.clone());
 
@@ -115,6 +124,7 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         auth,
         stop: Some(stop_tx),
         task,
+        _control: control,
     })
 }
 

@@ -2,78 +2,11 @@
 //! send, and its peak resident memory (`VmHWM` in /proc) must stay under a stated bound.
 
 mod common;
+use common::process::ServerProcess;
 use common::*;
 
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The built server as a child process with its own data directory and the given settings.
-pub struct ServerProcess {
-    pub base: String,
-    pub process: tokio::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl ServerProcess {
-    pub async fn start(env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_media-local"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("MEDIA_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("MEDIA_LISTEN", format!("127.0.0.1:{port}"))
-            .env("MEDIA_DATA_DIR", dir.path())
-            .env("MEDIA_JWT_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let process = cmd.spawn().unwrap();
-        for _ in 0..400 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return ServerProcess {
-                    base: format!("http://127.0.0.1:{port}"),
-                    process,
-                    _dir: dir,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the server did not start");
-    }
-
-    /// A field of /proc/<pid>/status, in bytes (VmHWM: peak resident memory; VmRSS: now).
-    pub fn memory(&self, field: &str) -> u64 {
-        let pid = self.process.id().expect("the server runs");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(&format!("{field}:")))
-            .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
-        let kib: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap();
-        kib * 1024
-    }
-
-    pub fn token(&self, user: &str) -> String {
-        media_shared::api::auth::Hs256::new(SECRET.as_bytes())
-            .issue(user, 3600)
-            .unwrap()
-    }
-}
 
 const MIB: u64 = 1024 * 1024;
 

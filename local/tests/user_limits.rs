@@ -109,7 +109,7 @@ async fn completing_or_expiring_frees_room_and_declared_bytes_count() {
 
     // Expired and swept: room again.
     tokio::time::sleep(Duration::from_millis(2300)).await;
-    let report = media_shared::cleanup::sweep(&s.running().app, time::OffsetDateTime::now_utc())
+    let report = media_shared::cleanup::sweep(s.app(), time::OffsetDateTime::now_utc())
         .await
         .unwrap();
     assert!(report.sessions_removed >= 2, "{report:?}");

@@ -13,7 +13,7 @@ use crate::domain::time_fmt::unix_millis;
 use crate::domain::upload::{UploadSession, UploadStatus};
 use crate::domain::StoreError;
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SweepReport {
     /// Unfinished or failed uploads whose bytes this sweep released (releasing is idempotent, so two
     /// overlapping sweeps may both count the same upload here).

@@ -587,7 +587,7 @@ async fn without_authorizer_a_token_counts_only_if_the_function_can_verify_it() 
         assert_eq!(a.status, 401, "{endpoint:?}: {:?}", a.body);
         let v = a.json();
         assert_eq!(v["errors"][0]["code"], "not_authenticated", "{endpoint:?}");
-        // Signed with another key: the same reason media-local gives (api/auth.rs words it).
+        // In the service's words, not the JWT library's.
         assert_eq!(
             v["errors"][0]["message"], "the token's signature does not verify",
             "{endpoint:?}: {v}"

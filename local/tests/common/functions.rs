@@ -219,6 +219,18 @@ fn service_env(config: &LocalConfig, aws: &AwsConfig) -> Vec<(String, String)> {
             }
             .into(),
         ),
+        (
+            "MEDIA_DECODE_BUDGET_BYTES",
+            l.decode_budget_bytes.to_string(),
+        ),
+        (
+            "MEDIA_USER_MAX_OPEN_UPLOADS",
+            l.user_quota.max_open.to_string(),
+        ),
+        (
+            "MEDIA_USER_MAX_OPEN_BYTES",
+            l.user_quota.max_bytes.to_string(),
+        ),
     ];
     // Without it the functions trust no token at all (see media_shared::lambda).
     if let Some(secret) = &config.jwt_secret {

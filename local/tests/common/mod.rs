@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod functions;
+pub mod process;
 
 use std::path::PathBuf;
 
