@@ -39,6 +39,12 @@ async fn first_chunk(
 
 #[tokio::test]
 async fn twenty_racing_first_chunks_against_a_limit_of_five() {
+    if skip_on_lambda(
+        "the function processes share moto, whose condition checks are not atomic across its request \
+         threads (DynamoDB's are); the port contract test races creators on DynamoDB's adapter in one process",
+    ) {
+        return;
+    }
     let s = Arc::new(
         TestServer::start_with(|c| {
             c.limits.user_quota = UserQuota {
