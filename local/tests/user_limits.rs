@@ -39,6 +39,12 @@ async fn first_chunk(
 
 #[tokio::test]
 async fn twenty_racing_first_chunks_against_a_limit_of_five() {
+    if skip_on_lambda(
+        "two function processes race in moto, whose conditional updates are not atomic across \
+         requests (DynamoDB's are); the port contract and the AWS-backed media-local show the race",
+    ) {
+        return;
+    }
     let s = Arc::new(
         TestServer::start_with(|c| {
             c.limits.user_quota = UserQuota {
