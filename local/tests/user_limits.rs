@@ -40,8 +40,8 @@ async fn first_chunk(
 #[tokio::test]
 async fn twenty_racing_first_chunks_against_a_limit_of_five() {
     if skip_on_lambda(
-        "the function processes share moto, whose condition checks are not atomic across its request \
-         threads (DynamoDB's are); the port contract test races creators on DynamoDB's adapter in one process",
+        "two function processes race in moto, whose conditional updates are not atomic across \
+         requests (DynamoDB's are); the port contract and the AWS-backed media-local show the race",
     ) {
         return;
     }

@@ -71,8 +71,9 @@ impl CallerRule {
     /// The caller of a request, from what its context says and its headers.
     pub fn caller(&self, authorizer: Authorizer, headers: &HeaderMap) -> Caller {
         if let Authorizer::Verified { sub } = authorizer {
-            // A verified token without a subject names nobody: anonymous, so 401 where a user is needed.
-            return match sub.filter(|s| !s.is_empty()) {
+            // A verified token without a subject (or a blank one) names nobody: anonymous, so 401
+            // where a user is needed.
+            return match sub.filter(|s| !s.trim().is_empty()) {
                 Some(sub) => Caller::User(sub.to_string()),
                 None => Caller::Anonymous,
             };
@@ -212,10 +213,13 @@ mod tests {
                     rule.caller(verified(None), &bearer(&forged)),
                     Caller::Anonymous
                 );
-                assert_eq!(
-                    rule.caller(verified(Some("")), &bearer(&forged)),
-                    Caller::Anonymous
-                );
+                for blank in ["", " ", "\t\n"] {
+                    assert_eq!(
+                        rule.caller(verified(Some(blank)), &bearer(&forged)),
+                        Caller::Anonymous,
+                        "{blank:?}"
+                    );
+                }
             }
         }
     }

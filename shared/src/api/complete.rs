@@ -61,6 +61,8 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
             // Resuming a completion that crashed (or one still running: then 409).
             session.take_lease(now, app.limits.lease_secs)?;
             app.save_upload(&mut session).await?;
+            // The crashed request may not have got as far as freeing its quota (idempotent).
+            release_quota(app, &session).await;
             let media = finish(app, &mut session, media_id, media_type, now).await?;
             return Ok(response::json(201, &app.media_json(&media).await?));
         }
