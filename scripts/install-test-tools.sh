@@ -11,7 +11,13 @@ want=(
   "cargo-lambda==1.9.2" # builds the functions for Lambda (arm64, linked with zig)
   "ziglang==0.17.0"
 )
-if ! "$VENV/bin/python" -m pip show moto cfn-lint schemathesis cargo-lambda ziglang >/dev/null 2>&1; then
+# One `pip show` per package: shown several at once, it succeeds when any one of them is there (a venv
+# that scripts/start-moto.sh made has moto only).
+missing=0
+for pkg in moto cfn-lint schemathesis cargo-lambda ziglang; do
+  "$VENV/bin/python" -m pip show "$pkg" >/dev/null 2>&1 || missing=1
+done
+if [ "$missing" = 1 ]; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${want[@]}"
 fi
 
