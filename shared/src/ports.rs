@@ -7,6 +7,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::domain::image_metadata::MetadataPolicy;
 use crate::domain::upload::{ChunkPlan, StagingState, UploadSession};
 use crate::domain::{Click, MediaRecord, StoreError, UserQuota};
 
@@ -87,10 +88,19 @@ pub trait BlobStore: Send + Sync {
         Ok(())
     }
 
-    /// Turns a fully received upload into the object `key`, served with `session.object_headers()`.
-    /// Idempotent: a retry after a crash finds the object already there and succeeds. Before this
-    /// call no object exists at `key` (it lies under a served prefix, `domain::keys`).
-    async fn finish(&self, session: &UploadSession, key: &str) -> anyhow::Result<()>;
+    /// Turns a fully received upload into the object `key`, served with `session.object_headers()`,
+    /// and answers the object's size. Under `MetadataPolicy::Strip` a photo (`image_metadata::applies`)
+    /// is stored as `image_metadata::strip` makes it, and no object with its metadata ever exists at
+    /// `key`, not even for a moment (it lies under a served prefix, `domain::keys`); the rewrite reads
+    /// the whole file once into memory, which admission bounds (`Limits::max_image_bytes`).
+    /// Idempotent: a retry after a crash finds the object already there (or writes the same bytes
+    /// again) and succeeds. Before this call no object exists at `key`.
+    async fn finish(
+        &self,
+        session: &UploadSession,
+        key: &str,
+        metadata: MetadataPolicy,
+    ) -> anyhow::Result<u64>;
 
     /// Frees everything an unfinished upload holds. Idempotent, never touches finished objects.
     async fn discard(&self, session: &UploadSession) -> anyhow::Result<()>;

@@ -11,6 +11,7 @@ pub mod contract;
 pub mod files;
 pub mod handlers;
 pub mod moto;
+pub mod photos;
 
 pub use files::*;
 

@@ -190,6 +190,9 @@ macro_rules! port_contract_tests {
                 discard_never_touches_finished_objects,
                 whole_objects_round_trip,
                 after_commit_with_nothing_staged_does_nothing,
+                photos_are_stored_without_their_metadata,
+                photos_are_stored_as_uploaded_when_metadata_is_kept,
+                discard_frees_a_fully_received_photo,
             }
         );
     };
