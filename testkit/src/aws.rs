@@ -189,7 +189,10 @@ pub async fn holds_bytes(s3: &aws_sdk_s3::Client, bucket: &str, upload_id: &str)
         || list_multipart_uploads(s3, bucket)
             .await
             .iter()
-            .any(|(key, _)| key.starts_with(&format!("media/{upload_id}")))
+            .any(|(key, _)| {
+                key.starts_with(&format!("media/{upload_id}"))
+                    || key.starts_with(&format!("staging/{upload_id}/"))
+            })
 }
 
 /// Every click recorded in `table`, read from the items themselves.

@@ -126,7 +126,10 @@ impl Backend for Aws {
         let (s3, bucket) = (&self.0.clients.s3, &self.0.cfg.bucket);
         let mut out = aws::list_keys(s3, bucket, &format!("staging/{upload_id}/")).await;
         for (key, id) in aws::list_multipart_uploads(s3, bucket).await {
-            if key.starts_with(&format!("media/{upload_id}")) {
+            // At the final key, or (photos, assembled privately) under the staging prefix.
+            if key.starts_with(&format!("media/{upload_id}"))
+                || key.starts_with(&format!("staging/{upload_id}/"))
+            {
                 out.push(format!("multipart upload {id} of {key}"));
             }
         }

@@ -361,22 +361,21 @@ impl S3Blobs {
         let Some(upload_id) = &session.staging.multipart_upload_id else {
             bail!("{assembly} was never assembled: the last chunk did not arrive");
         };
-        let mut source = assembly;
-        if let Err(e) = self.complete_multipart(session, assembly, upload_id).await {
-            // A photo whose upload began before photos were assembled privately (a deploy in the
-            // middle of it) has its multipart upload at the final key: completed there, it is
-            // readable unstripped until the PutObject below replaces it. Only such uploads take
-            // this path, and only once.
-            if !self.multipart_uploads(key).await?.contains(upload_id) {
-                return Err(e);
-            }
+        // A photo whose upload began before photos were assembled privately (a deploy in the middle
+        // of it) has its multipart upload at the final key: completed there, it is readable
+        // unstripped until the PutObject below replaces it. Asked first rather than inferred from an
+        // error, because S3 compatibles differ on completing an upload under another key (moto
+        // completes it at its own key); one listing of one key per photo.
+        let source = if self.multipart_uploads(key).await?.contains(upload_id) {
             tracing::warn!(
                 key,
                 "completing a photo upload opened at its final key by an earlier version"
             );
-            self.complete_multipart(session, key, upload_id).await?;
-            source = key;
-        }
+            key
+        } else {
+            assembly
+        };
+        self.complete_multipart(session, source, upload_id).await?;
         // One byte more than the upload tells a wrong object from a whole one; images are at most
         // `max_image_bytes` (admission), so this is bounded.
         let body = self.read_head(source, session.total + 1).await?;
