@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use media_local::config::LocalConfig;
 use media_shared::adapters::aws::AwsConfig;
+use media_shared::domain::image_metadata::MetadataPolicy;
 use media_shared::domain::ThumbnailMode;
 
 /// Processes per function.
@@ -230,6 +231,10 @@ fn service_env(config: &LocalConfig, aws: &AwsConfig) -> Vec<(String, String)> {
         (
             "MEDIA_USER_MAX_OPEN_BYTES",
             l.user_quota.max_bytes.to_string(),
+        ),
+        (
+            "MEDIA_STRIP_METADATA",
+            flag(l.metadata == MetadataPolicy::Strip),
         ),
     ];
     // Without it the functions trust no token at all (see media_shared::lambda).
