@@ -49,7 +49,10 @@ async fn a_phone_photo_is_served_without_its_metadata() {
         assert_eq!(media["size"], served.len() as u64, "{mime}: {media}");
         assert!(served.len() < photo.len());
         assert_eq!(
-            (media["image_width"].as_u64(), media["image_height"].as_u64()),
+            (
+                media["image_width"].as_u64(),
+                media["image_height"].as_u64()
+            ),
             (Some(u64::from(width)), Some(u64::from(height))),
             "{mime}"
         );

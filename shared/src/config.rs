@@ -1,8 +1,8 @@
 //! Configuration from the environment. Every value is checked at start-up; a bad one stops the
 //! process with a message naming the variable, instead of surfacing later as a wrong answer.
 
-use crate::domain::limits::MIB;
 use crate::domain::image_metadata::MetadataPolicy;
+use crate::domain::limits::MIB;
 use crate::domain::{FetchLimits, Limits, ThumbnailMode, UserQuota};
 
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +218,10 @@ mod tests {
 
     #[test]
     fn photo_metadata_is_stripped_unless_turned_off() {
-        assert_eq!(limits(&[("X", "1")]).unwrap().metadata, MetadataPolicy::Strip);
+        assert_eq!(
+            limits(&[("X", "1")]).unwrap().metadata,
+            MetadataPolicy::Strip
+        );
         let off = limits(&[("MEDIA_STRIP_METADATA", "0")]).unwrap();
         assert_eq!(off.metadata, MetadataPolicy::Keep);
         let e = limits(&[("MEDIA_STRIP_METADATA", "maybe")]).unwrap_err();

@@ -14,8 +14,8 @@
 
 use bytes::Bytes;
 use media_shared::adapters::aws::{MAX_STAGED, MIN_PART_SIZE};
-use media_shared::domain::upload::{StagingState, UploadStatus};
 use media_shared::domain::image_metadata::MetadataPolicy;
+use media_shared::domain::upload::{StagingState, UploadStatus};
 use media_shared::domain::MediaType;
 use media_shared::ports::BlobStore;
 use media_testkit::aws::*;
@@ -70,9 +70,15 @@ async fn a_12_mib_file_in_small_chunks_becomes_one_object() {
     assert_eq!(s.md5.hex_digest().unwrap(), md5_hex(&data));
 
     let key = s.object_key();
-    env.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     // A retried completion finds the object there.
-    env.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
 
     assert!(get_object(&env, &key).await == data, "object bytes differ");
     assert_eq!(multipart_uploads(&env).await, vec![]);
@@ -113,8 +119,14 @@ async fn a_file_that_fits_in_one_part_is_invisible_until_finished() {
     // Its only part is written, but nothing under the served prefix exists before the MD5 is checked.
     assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
     assert_eq!(multipart_uploads(&env).await.len(), 1);
-    env.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
-    env.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert!(get_object(&env, &key).await == data, "object bytes differ");
     assert_eq!(keys(&env, "").await, vec![key.clone()]);
     assert_eq!(multipart_uploads(&env).await, vec![]);
@@ -167,7 +179,10 @@ async fn a_crash_between_the_write_and_the_commit_is_repaired_by_the_retry() {
     let key = s.object_key();
     // The crash at the first merge left a multipart upload nobody recorded.
     assert_eq!(multipart_uploads(&env).await.len(), 2);
-    env.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert!(get_object(&env, &key).await == data, "object bytes differ");
     assert_eq!(multipart_uploads(&env).await, vec![]);
     assert_eq!(keys(&env, "staging/").await, Vec::<String>::new());
@@ -189,7 +204,10 @@ async fn a_crash_on_the_last_chunk_of_a_one_part_file_is_repaired_by_the_retry()
     let key = s.object_key();
     // The crashed write's multipart upload is a stray next to the recorded one.
     assert_eq!(multipart_uploads(&env).await.len(), 2);
-    env.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert!(get_object(&env, &key).await == data, "object bytes differ");
     assert_eq!(keys(&env, "").await, vec![key]);
     assert_eq!(multipart_uploads(&env).await, vec![]);
@@ -245,7 +263,10 @@ async fn discard_leaves_nothing_behind_and_can_be_repeated() {
     // A session that reached `Completing` may have a media pointing at its object: it stays.
     let mut u = new_session(&env.app, small.len() as u64).await;
     send_chunk(&env.app, &mut u, &small).await;
-    env.blobs.finish(&u, &u.object_key(), MetadataPolicy::Strip).await.unwrap();
+    env.blobs
+        .finish(&u, &u.object_key(), MetadataPolicy::Strip)
+        .await
+        .unwrap();
     u.status = UploadStatus::Completing {
         media_id: 1,
         media_type: MediaType::Doc,
@@ -267,7 +288,10 @@ async fn tiny_chunks_are_compacted_so_the_session_stays_small() {
     }
     assert!(most < MAX_STAGED, "{most} chunks staged at once");
     let key = s.object_key();
-    env.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert!(get_object(&env, &key).await == data, "object bytes differ");
     assert_eq!(keys(&env, "").await, vec![key]);
 }
@@ -327,7 +351,10 @@ async fn a_photo_never_exists_under_media_with_its_metadata() {
     let uploads = multipart_uploads(&env).await;
     assert_eq!(uploads.len(), 1);
     let assembly = &uploads[0].0;
-    assert!(assembly.starts_with(&format!("staging/{id}/")), "{assembly}");
+    assert!(
+        assembly.starts_with(&format!("staging/{id}/")),
+        "{assembly}"
+    );
 
     // A completion that crashed after completing the private multipart upload, before writing the
     // final object: the retry finds the assembled photo and goes on from there.
@@ -358,7 +385,11 @@ async fn a_photo_never_exists_under_media_with_its_metadata() {
         .unwrap();
     assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
 
-    let size = env.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+    let size = env
+        .blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     let served = get_object(&env, &key).await;
     assert_eq!(size, served.len() as u64);
     assert!(size < photo.len() as u64);
@@ -375,10 +406,16 @@ async fn a_photo_never_exists_under_media_with_its_metadata() {
         .await
         .unwrap();
     assert_eq!(head.content_type(), Some("image/jpeg"));
-    assert_eq!(head.cache_control(), Some(media_shared::domain::object_headers::IMMUTABLE));
+    assert_eq!(
+        head.cache_control(),
+        Some(media_shared::domain::object_headers::IMMUTABLE)
+    );
     // Repeated: the same object, nothing left behind.
     assert_eq!(
-        env.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap(),
+        env.blobs
+            .finish(&s, &key, MetadataPolicy::Strip)
+            .await
+            .unwrap(),
         size
     );
     assert!(get_object(&env, &key).await == served);
@@ -430,7 +467,11 @@ async fn a_photo_upload_opened_at_its_final_key_still_completes_stripped() {
         }],
         staged: vec![],
     };
-    let size = env.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+    let size = env
+        .blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     let served = get_object(&env, &key).await;
     assert_eq!(size, served.len() as u64);
     assert_eq!(secrets_in(&served), Vec::<String>::new());

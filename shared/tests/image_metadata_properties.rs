@@ -60,7 +60,10 @@ fn jpeg_segment(code: u8, payload: &[u8]) -> Vec<u8> {
 
 fn jpeg_part() -> impl Strategy<Value = Part> {
     prop_oneof![
-        (prop::sample::select(vec![0xDBu8, 0xC4, 0xC0, 0xDD]), payload(40))
+        (
+            prop::sample::select(vec![0xDBu8, 0xC4, 0xC0, 0xDD]),
+            payload(40)
+        )
             .prop_map(|(code, p)| Part::Keep(jpeg_segment(code, &p))),
         payload(30).prop_map(|p| {
             let mut icc = b"ICC_PROFILE\0".to_vec();
@@ -68,8 +71,11 @@ fn jpeg_part() -> impl Strategy<Value = Part> {
             Part::Keep(jpeg_segment(0xE2, &icc))
         }),
         // A scan: its header, then compressed data with stuffed zeros and restart markers.
-        (payload(10), proptest::collection::vec((payload(20), 0u8..3), 0..4)).prop_map(
-            |(header, pieces)| {
+        (
+            payload(10),
+            proptest::collection::vec((payload(20), 0u8..3), 0..4)
+        )
+            .prop_map(|(header, pieces)| {
                 let mut s = jpeg_segment(0xDA, &header);
                 for (p, sep) in pieces {
                     s.extend(p);
@@ -80,9 +86,11 @@ fn jpeg_part() -> impl Strategy<Value = Part> {
                     });
                 }
                 Part::Keep(s)
-            }
-        ),
-        (prop::sample::select(vec![0xE1u8, 0xE3, 0xEC, 0xED, 0xEF, 0xFE]), payload(40))
+            }),
+        (
+            prop::sample::select(vec![0xE1u8, 0xE3, 0xEC, 0xED, 0xEF, 0xFE]),
+            payload(40)
+        )
             .prop_map(|(code, p)| Part::Drop(jpeg_segment(code, &planted(p)))),
         payload(40).prop_map(|p| {
             let mut exif = b"Exif\0\0MM\0*\0\0\0\x08\0\0".to_vec();
@@ -105,12 +113,16 @@ fn png_part() -> impl Strategy<Value = Part> {
     let any_payload = || proptest::collection::vec(any::<u8>(), 0..40);
     prop_oneof![
         (
-            prop::sample::select(vec![*b"PLTE", *b"IDAT", *b"tRNS", *b"gAMA", *b"iCCP", *b"fdAT"]),
+            prop::sample::select(vec![
+                *b"PLTE", *b"IDAT", *b"tRNS", *b"gAMA", *b"iCCP", *b"fdAT"
+            ]),
             any_payload()
         )
             .prop_map(|(kind, p)| Part::Keep(png_chunk(&kind, &p))),
         (
-            prop::sample::select(vec![*b"tEXt", *b"zTXt", *b"iTXt", *b"eXIf", *b"tIME", *b"prVt", *b"GPSX"]),
+            prop::sample::select(vec![
+                *b"tEXt", *b"zTXt", *b"iTXt", *b"eXIf", *b"tIME", *b"prVt", *b"GPSX"
+            ]),
             any_payload()
         )
             .prop_map(|(kind, p)| Part::Drop(png_chunk(&kind, &planted(p)))),
@@ -131,7 +143,9 @@ fn webp_part() -> impl Strategy<Value = Part> {
     let any_payload = || proptest::collection::vec(any::<u8>(), 0..40);
     prop_oneof![
         (
-            prop::sample::select(vec![*b"ICCP", *b"ANIM", *b"ANMF", *b"ALPH", *b"VP8 ", *b"VP8L"]),
+            prop::sample::select(vec![
+                *b"ICCP", *b"ANIM", *b"ANMF", *b"ALPH", *b"VP8 ", *b"VP8L"
+            ]),
             any_payload()
         )
             .prop_map(|(code, p)| Part::Keep(webp_chunk(&code, &p))),

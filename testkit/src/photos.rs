@@ -17,7 +17,9 @@ pub const SECRETS: [&[u8]; 4] = [
     b"GPS at home",
     b"<x:xmpmeta",
     // The latitude 48/1 51/1 2958/100 as little-endian rationals.
-    &[48, 0, 0, 0, 1, 0, 0, 0, 51, 0, 0, 0, 1, 0, 0, 0, 142, 11, 0, 0, 100, 0, 0, 0],
+    &[
+        48, 0, 0, 0, 1, 0, 0, 0, 51, 0, 0, 0, 1, 0, 0, 0, 142, 11, 0, 0, 100, 0, 0, 0,
+    ],
 ];
 
 /// Which of [`SECRETS`] `data` holds (empty for a clean file).

@@ -2,8 +2,8 @@
 //! handler; crashes are injected by writing a chunk's bytes without committing (`write_only`).
 
 use bytes::Bytes;
-use media_shared::domain::upload::{StagingState, UploadSession, UploadStatus};
 use media_shared::domain::image_metadata::MetadataPolicy;
+use media_shared::domain::upload::{StagingState, UploadSession, UploadStatus};
 use media_shared::domain::MediaType;
 
 use super::Backend;
@@ -52,7 +52,11 @@ pub async fn chunks_become_one_object_with_the_uploaded_bytes(b: &impl Backend) 
     assert_eq!(s.offset, s.total);
     assert_eq!(s.md5.hex_digest().unwrap(), md5_hex(&data));
     let key = s.object_key();
-    b.app().blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+    b.app()
+        .blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert_object(b, &key, &data).await;
     assert_nothing_staged(b, &s).await;
 
@@ -75,9 +79,17 @@ pub async fn finishing_again_finds_the_object_there(b: &impl Backend) {
         let data = random_bytes(size, 2);
         let s = uploaded(b, &data).await;
         let key = s.object_key();
-        b.app().blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+        b.app()
+            .blobs
+            .finish(&s, &key, MetadataPolicy::Strip)
+            .await
+            .unwrap();
         // A retried completion, after a crash before the media was recorded.
-        b.app().blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+        b.app()
+            .blobs
+            .finish(&s, &key, MetadataPolicy::Strip)
+            .await
+            .unwrap();
         assert_object(b, &key, &data).await;
         assert_nothing_staged(b, &s).await;
     }
@@ -93,7 +105,11 @@ pub async fn a_chunk_written_again_after_a_lost_commit_is_harmless(b: &impl Back
         send_chunk(b.app(), &mut s, chunk).await;
     }
     let key = s.object_key();
-    b.app().blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+    b.app()
+        .blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert_object(b, &key, &data).await;
     assert_nothing_staged(b, &s).await;
 }
@@ -154,7 +170,10 @@ pub async fn discard_never_touches_finished_objects(b: &impl Backend) {
         let data = random_bytes(3 * CHUNK + 17, 6);
         let mut s = uploaded(b, &data).await;
         let key = s.object_key();
-        app.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+        app.blobs
+            .finish(&s, &key, MetadataPolicy::Strip)
+            .await
+            .unwrap();
         // An object of a media made from a URL, stored whole.
         app.blobs
             .put_object(
@@ -221,7 +240,10 @@ pub async fn after_commit_with_nothing_staged_does_nothing(b: &impl Backend) {
         send_chunk(app, &mut s, chunk).await;
     }
     let key = s.object_key();
-    app.blobs.finish(&s, &key, MetadataPolicy::Strip).await.unwrap();
+    app.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert_object(b, &key, &data).await;
 }
 
@@ -260,7 +282,10 @@ pub async fn photos_are_stored_without_their_metadata(b: &impl Backend) {
         assert_eq!(size, stored.len() as u64, "{mime}: the size answered");
         assert_eq!(Some(stored.clone()), strip(mime, &photo), "{mime}");
         assert_eq!(secrets_in(&stored), Vec::<String>::new(), "{mime}");
-        assert!(decoded(&stored) == decoded(&photo), "{mime}: pixels or orientation changed");
+        assert!(
+            decoded(&stored) == decoded(&photo),
+            "{mime}: pixels or orientation changed"
+        );
         // A retried completion: the same object, the same size.
         let again = b.app().blobs.finish(&s, &key, MetadataPolicy::Strip).await;
         assert_eq!(again.unwrap(), size, "{mime}");

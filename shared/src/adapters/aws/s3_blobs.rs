@@ -42,10 +42,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
 use super::AwsConfig;
+use crate::domain::image_metadata::{self, MetadataPolicy};
 use crate::domain::upload::{
     ChunkPlan, PartRecord, StagedChunk, StagingState, UploadSession, UploadStatus,
 };
-use crate::domain::image_metadata::{self, MetadataPolicy};
 use crate::domain::ObjectHeaders;
 use crate::ports::BlobStore;
 

@@ -163,7 +163,10 @@ mod tests {
         let mut parts = vec![
             jfif.clone(),
             exif(None, b"GPS 48.8582N 2.2945E"),
-            segment(0xE1, b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>GPS</x:xmpmeta>"),
+            segment(
+                0xE1,
+                b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>GPS</x:xmpmeta>",
+            ),
             segment(0xE0, b"JFXX\0\x10thumb"),
             icc.clone(),
             segment(0xE2, b"MPF\0II*\0"),
@@ -240,7 +243,12 @@ mod tests {
         file.extend(b"Exif\0\0 GPS ...");
         assert_eq!(strip(&file).unwrap(), jpeg(&[segment(0xDB, &[0; 65])]));
         // Lengths below 2, a marker cut after its code, a lone FF, garbage between segments.
-        for tail in [&[0xFF, 0xE1, 0, 1][..], &[0xFF, 0xE1, 0], &[0xFF], &[0xFF, 0xFF]] {
+        for tail in [
+            &[0xFF, 0xE1, 0, 1][..],
+            &[0xFF, 0xE1, 0],
+            &[0xFF],
+            &[0xFF, 0xFF],
+        ] {
             let mut f = jpeg(&[segment(0xDB, &[0; 65])]);
             f.extend(tail);
             assert_eq!(strip(&f).unwrap(), jpeg(&[segment(0xDB, &[0; 65])]));

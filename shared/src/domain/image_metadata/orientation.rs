@@ -63,7 +63,7 @@ pub fn tiff(orientation: u16) -> [u8; TIFF_LEN] {
     t[12..14].copy_from_slice(&SHORT.to_be_bytes());
     t[14..18].copy_from_slice(&1u32.to_be_bytes()); // count
     t[18..20].copy_from_slice(&orientation.to_be_bytes()); // value, left-justified
-    // t[20..22] padding of the value, t[22..26] no next IFD
+                                                           // t[20..22] padding of the value, t[22..26] no next IFD
     t
 }
 

@@ -15,8 +15,8 @@ const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 /// The chunks kept: what decoding needs, and what changes what is shown. An unknown critical chunk
 /// is dropped as well (a decoder must refuse a file holding one, so no pixels depend on it).
 const KEPT: [&[u8; 4]; 20] = [
-    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT", b"bKGD", b"pHYs", b"hIST", b"sPLT",
-    b"cICP", b"mDCv", b"cLLi", b"acTL", b"fcTL", b"fdAT",
+    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT",
+    b"bKGD", b"pHYs", b"hIST", b"sPLT", b"cICP", b"mDCv", b"cLLi", b"acTL", b"fcTL", b"fdAT",
 ];
 
 /// Compressed image data: kept as it is even when the file ends inside it.
@@ -123,7 +123,10 @@ mod tests {
             ihdr.clone(),
             kept[0].clone(),
             chunk(b"tEXt", b"Comment\0at home"),
-            chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0<x:xmpmeta>GPS</x:xmpmeta>"),
+            chunk(
+                b"iTXt",
+                b"XML:com.adobe.xmp\0\0\0\0\0<x:xmpmeta>GPS</x:xmpmeta>",
+            ),
             chunk(b"zTXt", b"Author\0\0zlib"),
             chunk(b"eXIf", &exif),
             chunk(b"tIME", &[7, 234, 12, 2, 10, 0, 0]),
@@ -157,7 +160,12 @@ mod tests {
         tiff.extend([0x12, 0x01, 3, 0, 1, 0, 0, 0, 8, 0, 0, 0]);
         tiff.extend([0; 4]);
         tiff.extend(b"GPS data");
-        let file = png(&[ihdr.clone(), chunk(b"eXIf", &tiff), idat.clone(), iend.clone()]);
+        let file = png(&[
+            ihdr.clone(),
+            chunk(b"eXIf", &tiff),
+            idat.clone(),
+            iend.clone(),
+        ]);
         let out = strip_any("image/png", &file).unwrap();
         let expected = png(&[ihdr, chunk(b"eXIf", &orientation::tiff(8)), idat, iend]);
         assert_eq!(out, expected);
