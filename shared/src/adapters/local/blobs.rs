@@ -264,6 +264,8 @@ impl BlobStore for LocalBlobs {
             write_sidecar(&sidecar, headers, md5)?;
             std::fs::create_dir_all(object.parent().context("object path has a parent")?)?;
             std::fs::rename(&partial, &object)?;
+            // A copy a crashed attempt under another setting left behind.
+            ignore_missing(std::fs::remove_file(&stripped))?;
             Ok(total)
         })
         .await
