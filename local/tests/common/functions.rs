@@ -241,6 +241,12 @@ fn service_env(config: &LocalConfig, aws: &AwsConfig) -> Vec<(String, String)> {
     if let Some(secret) = &config.jwt_secret {
         env.push(("MEDIA_JWT_SECRET", secret.clone()));
     }
+    // The identity provider's key set, issuer and audiences, as media-local has them.
+    if let Some(idp) = &config.idp {
+        env.push(("MEDIA_JWT_JWKS_URL", idp.jwks_url.clone()));
+        env.push(("MEDIA_JWT_ISSUER", idp.issuer.clone()));
+        env.push(("MEDIA_JWT_AUDIENCE", idp.audiences.join(",")));
+    }
     if let Some(url) = aws
         .public_base_url
         .as_ref()
@@ -254,6 +260,11 @@ fn service_env(config: &LocalConfig, aws: &AwsConfig) -> Vec<(String, String)> {
         media_shared::config::limits(&read).unwrap(),
         *l,
         "a limit of this test is not passed to the functions"
+    );
+    assert_eq!(
+        media_shared::api::auth::IdpConfig::from_env(&read).unwrap(),
+        config.idp,
+        "the identity provider of this test is not passed to the functions"
     );
     let back = AwsConfig::from_env(&read).unwrap();
     assert_eq!(

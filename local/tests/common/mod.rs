@@ -44,6 +44,7 @@ pub fn config(dir: PathBuf) -> LocalConfig {
     LocalConfig {
         listen: ([127, 0, 0, 1], 0).into(),
         jwt_secret: Some(SECRET.into()),
+        idp: None,
         public_base_url: None,
         sweep_every_secs: 3600,
         cors_origins: media_shared::cors::Origins::Loopback,
