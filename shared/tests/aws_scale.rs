@@ -492,3 +492,110 @@ async fn listed_sessions_are_read_again_as_they_are_now() {
     let listed = meta.list_expired(now_ms(), 100).await.unwrap();
     assert_eq!(listed, vec![moved_on]);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The index as deployed.
+
+const TEMPLATE: &str = include_str!("../../template.yaml");
+
+/// template.yaml declares the index the adapter queries, under the names `items` gives, keys only,
+/// and lets the cleanup function query it.
+#[test]
+fn the_template_declares_the_sweeps_index() {
+    let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(TEMPLATE).expect("template.yaml");
+    let table = &template["Resources"]["MediaTable"]["Properties"];
+    let attributes: BTreeMap<&str, &str> = table["AttributeDefinitions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["AttributeName"].as_str().unwrap(),
+                a["AttributeType"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(attributes[items::EXPIRY_SHARD], "N");
+    assert_eq!(attributes[items::EXPIRES_MS], "N");
+    let indexes = table["GlobalSecondaryIndexes"].as_sequence().unwrap();
+    let index = indexes
+        .iter()
+        .find(|i| i["IndexName"].as_str() == Some(items::EXPIRY_INDEX))
+        .expect("the sweep's index in template.yaml");
+    let keys: Vec<(&str, &str)> = index["KeySchema"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().unwrap(),
+                k["KeyType"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [(items::EXPIRY_SHARD, "HASH"), (items::EXPIRES_MS, "RANGE")]
+    );
+    assert_eq!(
+        index["Projection"]["ProjectionType"].as_str(),
+        Some("KEYS_ONLY")
+    );
+    let cleanup = serde_yaml_ng::to_string(
+        &template["Resources"]["CleanupFunction"]["Properties"]["Policies"],
+    )
+    .unwrap();
+    assert!(
+        cleanup.contains(&format!(
+            "${{MediaTable.Arn}}/index/{}",
+            items::EXPIRY_INDEX
+        )),
+        "the cleanup function may not query the index: {cleanup}"
+    );
+    assert!(cleanup.contains("dynamodb:BatchGetItem"), "{cleanup}");
+}
+
+/// A table made before the index existed gets it from `create_resources`, and the sweep finds the
+/// sessions written since.
+#[tokio::test]
+#[ignore = "needs moto (DynamoDB on loopback); scripts/test.sh runs it"]
+async fn create_resources_adds_the_index_to_an_older_table() {
+    let env = aws::fresh().await;
+    let db = &env.clients.dynamodb;
+    let old_table = format!("{}-old", env.cfg.table);
+    db.create_table()
+        .table_name(&old_table)
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name(items::PK)
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name(items::PK)
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let cfg = media_shared::adapters::aws::AwsConfig {
+        table: old_table.clone(),
+        ..env.cfg.clone()
+    };
+    media_shared::adapters::aws::create_resources(&env.clients, &cfg)
+        .await
+        .unwrap();
+    // Again: nothing left to add.
+    media_shared::adapters::aws::create_resources(&env.clients, &cfg)
+        .await
+        .unwrap();
+    let meta = DynamoMeta::new(db.clone(), &old_table);
+    let s = put_session(&meta, now_ms() - 1000).await;
+    let listed = meta.list_expired(now_ms(), 100).await.unwrap();
+    assert_eq!(listed, vec![s]);
+}
