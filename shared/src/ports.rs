@@ -44,7 +44,10 @@ pub trait UploadStore: Send + Sync {
     /// error (TTL or another sweep got there first): the answer says whether this call removed it.
     async fn delete_upload(&self, id: &str, expected: u64) -> Result<bool, StoreError>;
 
-    /// Sessions whose `expires_at_ms` is before `now_ms`, at most `limit` of them.
+    /// Sessions whose `expires_at_ms` is before `now_ms`, at most `limit` of them: every unfinished one
+    /// (not `Completed`: it may hold bytes or quota to free). A completed one holds neither and may be
+    /// left out; it is listed only by a backend with no other way to remove its record (the local one;
+    /// on DynamoDB the table's TTL removes it).
     async fn list_expired(
         &self,
         now_ms: i64,
@@ -54,7 +57,10 @@ pub trait UploadStore: Send + Sync {
 
 #[async_trait]
 pub trait MediaStore: Send + Sync {
-    /// The next media id: unique and increasing, from an atomic counter.
+    /// The next media id: unique and roughly increasing, never 0. Unique across every process of the
+    /// service; a process may reserve ids ahead (the AWS backend takes blocks from one atomic
+    /// counter), so ids from different processes interleave and ids reserved by a process that ends
+    /// are never used (gaps, never duplicates).
     async fn next_media_id(&self) -> Result<u64, StoreError>;
     /// Creates or replaces the media with this id.
     async fn put_media(&self, media: &MediaRecord) -> Result<(), StoreError>;

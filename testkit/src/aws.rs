@@ -73,6 +73,7 @@ pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
         part_size: 5 * MIB as u64,
         public_base_url: public_base_url.map(str::to_string),
         force_path_style: true,
+        id_block: media_shared::adapters::aws::DEFAULT_ID_BLOCK,
     };
     let clients = AwsClients::from_env(&cfg).await;
     create_resources(&clients, &cfg).await.unwrap();

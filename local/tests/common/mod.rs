@@ -81,6 +81,7 @@ fn test_backend(data_dir: PathBuf) -> Backend {
                     part_size: 5 * 1024 * 1024,
                     public_base_url: None,
                     force_path_style: true,
+                    id_block: media_shared::adapters::aws::DEFAULT_ID_BLOCK,
                 },
                 create_resources: true,
             }

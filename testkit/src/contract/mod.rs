@@ -4,8 +4,8 @@
 //! `tests/port_contract_local.rs` and `tests/port_contract_aws.rs` through [`port_contract_tests!`].
 //!
 //! Every documented promise of a port has a test here: writes of sessions conditional on the version
-//! (and nothing written on a conflict), tolerant deletes, the expiry listing and its limit, the atomic
-//! media counter, per-user quotas of unfinished uploads, replace-only-if-present, chunk writes safe to repeat, idempotent finish, discard
+//! (and nothing written on a conflict), tolerant deletes, the expiry listing and its limit, unique
+//! media ids, per-user quotas of unfinished uploads, replace-only-if-present, chunk writes safe to repeat, idempotent finish, discard
 //! that frees everything an unfinished upload holds and never touches finished objects. Chunks are
 //! written through the real chunk handler (`handlers::send_chunk`), so the sequence under test is the
 //! service's own. What the stores hold is checked outside the port under test ([`Backend::staged`],
@@ -39,10 +39,6 @@ pub trait Backend: Send + Sync {
     async fn object(&self, key: &str) -> Option<Vec<u8>>;
     /// Every click recorded.
     async fn clicks(&self) -> Vec<Click>;
-    /// Why this backend's server cannot show the counter's atomicity under concurrency, if it cannot.
-    fn counter_race_unobservable(&self) -> Option<&'static str> {
-        None
-    }
 }
 
 pub struct Local {
@@ -142,14 +138,6 @@ impl Backend for Aws {
 
     async fn clicks(&self) -> Vec<Click> {
         aws::clicks(&self.0.clients.dynamodb, &self.0.cfg.table).await
-    }
-
-    fn counter_race_unobservable(&self) -> Option<&'static str> {
-        // moto applies an UpdateItem's ADD as a read and a write in whichever of its request threads
-        // runs it, without a lock: two concurrent ADDs can both read n and both answer n + 1 (seen in
-        // this suite). DynamoDB's ADD is atomic, which moto cannot show, so on moto the callers take
-        // turns and only uniqueness and order are checked.
-        Some("moto's UpdateItem ADD is not atomic across its request threads")
     }
 }
 
