@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use media_shared::api::auth::IdpConfig;
+use media_shared::adapters::webhook::WebhookConfig;
 use media_shared::config::{self, ConfigError, Env};
 use media_shared::cors::Origins;
 use media_shared::domain::Limits;
@@ -30,6 +31,8 @@ pub struct LocalConfig {
     pub backend: Backend,
     /// How many connections, and how long each may keep the server waiting.
     pub connections: ConnectionLimits,
+    /// `MEDIA_WEBHOOK_URL` and `MEDIA_WEBHOOK_SECRET`: where the platform's events are POSTed.
+    pub webhook: Option<WebhookConfig>,
 }
 
 pub const DEV_SECRET: &str = "media-local-development-secret";
@@ -53,6 +56,7 @@ impl LocalConfig {
             limits: config::limits(env)?,
             backend: Backend::from_env(env)?,
             connections: ConnectionLimits::from_env(env)?,
+            webhook: WebhookConfig::from_env(env)?,
         })
     }
 }

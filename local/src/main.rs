@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use media_local::config::LocalConfig;
 use media_local::control;
 use media_local::uploader::{self, Outcome, UploadOptions};
+use media_shared::adapters::webhook::Webhook;
 use media_shared::cleanup::SweepReport;
 use media_shared::config::ProcessEnv;
 use media_shared::wiring;
@@ -139,7 +140,7 @@ async fn sweep(config: &LocalConfig) -> anyhow::Result<SweepReport> {
         }
     }
     // The sweep serves no files, so its App is built without a files URL.
-    let app = wiring::build(&config.backend, config.limits.clone(), None)
+    let mut app = wiring::build(&config.backend, config.limits.clone(), None)
         .await
         .map_err(|e| match &config.backend {
             wiring::Backend::Local { data_dir } => e.context(format!(
@@ -151,7 +152,21 @@ async fn sweep(config: &LocalConfig) -> anyhow::Result<SweepReport> {
             wiring::Backend::Aws { .. } => e,
         })?
         .app;
-    media_shared::cleanup::sweep(&app, time::OffsetDateTime::now_utc()).await
+    let webhook = config
+        .webhook
+        .clone()
+        .map(|hook| std::sync::Arc::new(Webhook::start(hook)));
+    if let Some(hook) = &webhook {
+        app.events = hook.clone();
+    }
+    let report = media_shared::cleanup::sweep(&app, time::OffsetDateTime::now_utc()).await;
+    // This process ends here: its expiry events get a little time to reach the webhook.
+    if let Some(hook) = webhook {
+        if !hook.drain(std::time::Duration::from_secs(30)).await {
+            tracing::warn!(stats = ?hook.stats(), "exiting with webhook events undelivered");
+        }
+    }
+    report
 }
 
 fn config() -> anyhow::Result<LocalConfig> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use media_shared::adapters::aws::put_bucket_cors;
+use media_shared::adapters::webhook::Webhook;
 use media_shared::api::auth::{Hs256, IdpTokens, Verifier};
 use media_shared::app::App;
 use media_shared::cleanup;
@@ -43,7 +44,7 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         .public_base_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let Wired { app, stores } = wiring::build(
+    let Wired { mut app, stores } = wiring::build(
         &config.backend,
         config.limits.clone(),
         Some(&format!("{base}/files")),
@@ -62,6 +63,10 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
     {
         // Pages on the allowed origins may fetch the objects, as template.yaml lets them.
         put_bucket_cors(&clients.s3, &aws.bucket, &config.cors_origins).await?;
+    }
+    if let Some(hook) = &config.webhook {
+        // The platform's events, queued for the webhook: handlers and the sweep never wait for it.
+        app.events = Arc::new(Webhook::start(hook.clone()));
     }
     let auth = verifier(&config).await?;
     let shared = Arc::new(ApiState {

@@ -183,6 +183,12 @@ async fn every_event_gets_its_answer_from_cargo_lambda_invoke() {
     let (st, _) = http(f.invoke("get", &event("get")));
     assert_eq!(st, 404);
 
+    // events.json: the stream's INSERT and REMOVE of media 1, published as Media Created and Media
+    // Deleted on the bus the harness names (moto's default bus; what arrives there is checked in
+    // shared/tests/stream_events.rs).
+    let answer = f.invoke("events", &event("events"));
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+
     // cleanup.json: the TTL removal of a session; the chunk it had staged is freed.
     let Stores::Aws { clients, config } = s.stores() else {
         unreachable!()

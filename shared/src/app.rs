@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::domain::events::PlatformEvent;
 use crate::domain::upload::{parse_upload_id, UploadSession};
 use crate::domain::{ApiError, Limits, MediaRecord};
-use crate::ports::{BlobStore, MediaStore, UploadStore};
+use crate::ports::{BlobStore, EventSink, MediaStore, UploadStore};
 
 /// Everything a handler or a background job needs.
 #[derive(Clone)]
@@ -15,6 +16,9 @@ pub struct App {
     pub uploads: Arc<dyn UploadStore>,
     pub media: Arc<dyn MediaStore>,
     pub blobs: Arc<dyn BlobStore>,
+    /// Where the platform's events go (`ports::EventSink`): `NoEvents` unless the entry point
+    /// attaches a bus (the cleanup and events functions) or a webhook (media-local).
+    pub events: Arc<dyn EventSink>,
 }
 
 impl App {
@@ -55,5 +59,24 @@ impl App {
             urls.push((key, self.blobs.object_url(key).await?));
         }
         Ok(media.to_json(|key| urls.iter().find(|(k, _)| *k == key).map(|(_, u)| u.clone())))
+    }
+
+    /// Tells the platform from the request path: never fails the request and never waits for a
+    /// receiver (the request path's sink queues, `ports::EventSink`); a refusal is logged.
+    pub async fn announce(&self, event: PlatformEvent) {
+        if let Err(e) = self.events.publish(std::slice::from_ref(&event)).await {
+            tracing::warn!(detail_type = event.detail_type(), error = %e, "event not published");
+        }
+    }
+
+    /// `announce`s a media just created and answers its JSON (what the request answers too).
+    pub async fn announce_created(
+        &self,
+        media: &MediaRecord,
+    ) -> Result<serde_json::Value, ApiError> {
+        let json = self.media_json(media).await?;
+        self.announce(PlatformEvent::media_created(&media.owner, json.clone()))
+            .await;
+        Ok(json)
     }
 }

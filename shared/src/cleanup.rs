@@ -2,6 +2,11 @@
 //! `media-local sweep` command and the cleanup Lambda. Every step is idempotent and conditional on the
 //! session's version, so two sweeps (or a sweep and a late client) never undo each other's work, and a
 //! completed upload's object is never touched: only its session record goes.
+//!
+//! An unfinished upload that expires is an `Upload Expired` event for the platform, published here,
+//! where that is decided, on both paths that remove sessions: the sweep (local server, the cleanup
+//! function's schedule) and the cleanup function's TTL removals. The process's `App::events` says
+//! where it goes (EventBridge in the cleanup function, media-local's webhook, or nowhere).
 
 use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::streams::DynamoDbEventResponse;
@@ -9,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::adapters::aws::items::{retry, ttl_removed_session};
 use crate::app::App;
+use crate::domain::events::PlatformEvent;
 use crate::domain::time_fmt::unix_millis;
 use crate::domain::upload::{UploadSession, UploadStatus};
 use crate::domain::StoreError;
@@ -71,7 +77,8 @@ pub async fn clean(
         report.skipped += 1;
         return Ok(());
     }
-    if holds_unfinished_bytes(app, session).await? {
+    let unfinished = holds_unfinished_bytes(app, session).await?;
+    if unfinished {
         app.blobs.discard(session).await?;
         report.released += 1;
     }
@@ -79,6 +86,14 @@ pub async fn clean(
     // that a crash in between leaves a session the next sweep finds and frees again (freeing is
     // idempotent, and usually already done when the upload completed).
     app.uploads.release_quota(session).await?;
+    // The platform hears of it before the record goes, for the same reason: a failed publish leaves
+    // a session the next sweep finds (or a stream record Lambda retries), so the event is sent at
+    // least once. A completed upload expiring is no news: its media was announced when it was made.
+    if unfinished {
+        app.events
+            .publish(&[PlatformEvent::upload_expired(session)])
+            .await?;
+    }
     // Conditional on the version we saw: a session a client moved on meanwhile is left alone. One the
     // TTL or another sweep already deleted is simply not there any more, which is fine.
     match app

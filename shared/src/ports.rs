@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::domain::image_metadata::MetadataPolicy;
+use crate::domain::events::PlatformEvent;
 use crate::domain::upload::{ChunkPlan, StagingState, UploadSession};
 use crate::domain::{Click, MediaRecord, StoreError, UserQuota};
 
@@ -124,4 +125,35 @@ pub trait BlobStore: Send + Sync {
 
     /// A URL from which clients can GET the object.
     async fn object_url(&self, key: &str) -> anyhow::Result<String>;
+}
+
+/// Where the platform's events go (`domain::events`): an EventBridge bus, a webhook, or nowhere.
+/// Which sink a process has is decided by its wiring: the request path only ever gets one that does
+/// not wait for the receiver (media-local's webhook queue) or none (the Lambda functions, whose
+/// media events come from the table's stream instead).
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Hands `events` over for delivery, in order. `Ok`: all of them are delivered (or queued for a
+    /// delivery that no longer concerns the caller). An error names the first one that was not: the
+    /// ones before it were, the ones from it on may or may not have been; a caller that must not lose
+    /// them publishes them again from there (at least once).
+    async fn publish(&self, events: &[PlatformEvent]) -> Result<(), Undelivered>;
+}
+
+/// Events from `first` on were not (all) delivered, for `reason`.
+#[derive(Debug, thiserror::Error)]
+#[error("event {first} and later not delivered: {reason}")]
+pub struct Undelivered {
+    pub first: usize,
+    pub reason: String,
+}
+
+/// The sink of a process that tells nobody (no bus or webhook configured).
+pub struct NoEvents;
+
+#[async_trait]
+impl EventSink for NoEvents {
+    async fn publish(&self, _events: &[PlatformEvent]) -> Result<(), Undelivered> {
+        Ok(())
+    }
 }

@@ -7,11 +7,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::adapters::aws::{create_resources, AwsClients, AwsConfig, DynamoMeta, S3Blobs};
+use crate::adapters::aws::{
+    create_resources, AwsClients, AwsConfig, DynamoMeta, EventBus, S3Blobs,
+};
 use crate::adapters::local::{LocalBlobs, LocalMeta};
 use crate::app::App;
 use crate::config::{self, ConfigError, Env};
 use crate::domain::Limits;
+use crate::ports::{EventSink, NoEvents};
 
 /// Where the service keeps its data: the embedded default, or S3 + DynamoDB (or servers speaking
 /// their protocols, e.g. moto on loopback via `AWS_ENDPOINT_URL`).
@@ -96,6 +99,7 @@ pub async fn build(
                 uploads: Arc::new(meta.clone()),
                 media: Arc::new(meta.clone()),
                 blobs: blobs.clone(),
+                events: Arc::new(NoEvents),
             };
             Ok(Wired {
                 app,
@@ -120,6 +124,7 @@ pub async fn build(
                 uploads: meta.clone(),
                 media: meta,
                 blobs,
+                events: Arc::new(NoEvents),
             };
             Ok(Wired {
                 app,
@@ -135,6 +140,16 @@ pub async fn build(
 /// What a Lambda function runs on: the AWS backend and the limits, both from `env`.
 pub async fn for_lambda(env: &dyn Env) -> anyhow::Result<Wired> {
     build(&Backend::aws_from_env(env)?, config::limits(env)?, None).await
+}
+
+/// The EventBridge bus `MEDIA_EVENT_BUS` names (a name or an ARN), for the functions that publish the
+/// platform's events (cleanup, events); unset or empty: `NoEvents`, publishing is off. The HTTP
+/// functions never get one (`media_events` says why).
+pub async fn event_bus(env: &dyn Env) -> Arc<dyn EventSink> {
+    match env.get("MEDIA_EVENT_BUS").map(|b| b.trim().to_string()) {
+        Some(bus) if !bus.is_empty() => Arc::new(EventBus::from_env(bus).await),
+        _ => Arc::new(NoEvents),
+    }
 }
 
 #[cfg(test)]

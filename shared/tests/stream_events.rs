@@ -15,6 +15,12 @@
 //! cargo test -p media-shared --test stream_events
 //! ```
 //!
+//! The events function's filter is checked on the same records: media INSERTs and REMOVEs reach it,
+//! session removals (by TTL, the sweep or a user) and the thumbnail's write-back do not; what it
+//! publishes, and what the cleanup code publishes for expired uploads, is read back from moto's
+//! EventBridge (a rule on a fresh bus sending `media-upload` events to an SQS queue, read with plain
+//! HTTP: one SDK crate fewer to build).
+//!
 //! The tests of the pattern matcher and of the template's patterns against the fixture need no moto.
 
 use std::collections::BTreeMap;
@@ -114,14 +120,21 @@ fn template_filters() -> BTreeMap<String, Vec<Value>> {
     out
 }
 
-/// The two stream consumers' patterns; both must have some.
+/// The cleanup and thumbnail functions' patterns; both must have some.
 fn filters() -> (Vec<Value>, Vec<Value>) {
+    let (cleanup, thumbnail, _) = all_filters();
+    (cleanup, thumbnail)
+}
+
+/// The three stream consumers' patterns (cleanup, thumbnail, events); each must have some.
+fn all_filters() -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     let mut all = template_filters();
     let cleanup = all.remove("cleanup").expect("cleanup reads the stream");
     let thumbnail = all.remove("thumbnail").expect("thumbnail reads the stream");
+    let events = all.remove("events").expect("events reads the stream");
     assert!(all.is_empty(), "other stream consumers: {all:?}");
-    assert!(!cleanup.is_empty() && !thumbnail.is_empty());
-    (cleanup, thumbnail)
+    assert!(!cleanup.is_empty() && !thumbnail.is_empty() && !events.is_empty());
+    (cleanup, thumbnail, events)
 }
 
 fn fixture_record() -> Value {
@@ -167,6 +180,14 @@ fn the_matcher_is_strict() {
         let outcome = std::panic::catch_unwind(|| matches(&pattern, &ttl));
         assert!(outcome.is_err(), "{bad} was not refused");
     }
+}
+
+/// A TTL removal of a session is no media event: the events function never sees it (cleanup
+/// publishes Upload Expired itself).
+#[test]
+fn the_events_filter_takes_no_session_removal() {
+    let (_, _, events) = all_filters();
+    assert!(!passes(&events, &fixture_record()));
 }
 
 /// The template's filters against the committed fixture: its TTL removal is for cleanup only.
@@ -502,4 +523,332 @@ async fn moto_stream_records_reach_the_functions_their_filters_let_through() {
         assert!(!passes(&cleanup_filter, r), "{r}");
         assert!(!passes(&thumbnail_filter, r), "{r}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The platform's events on moto's EventBridge.
+
+/// A fresh bus on moto whose rule sends every `media-upload` event to a fresh SQS queue.
+struct Bus {
+    name: String,
+    client: aws_sdk_eventbridge::Client,
+    queue_url: String,
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+impl Bus {
+    async fn new() -> Bus {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("media-events-{}", &tag[..16]);
+        let sdk = media_shared::adapters::aws::sdk_config().await;
+        let client = aws_sdk_eventbridge::Client::new(&sdk);
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("moto's endpoint");
+        let mut bus = Bus {
+            name: name.clone(),
+            client,
+            queue_url: String::new(),
+            http: reqwest::Client::new(),
+            endpoint,
+        };
+        let created = bus.sqs("CreateQueue", json!({ "QueueName": name })).await;
+        bus.queue_url = created["QueueUrl"].as_str().unwrap().to_string();
+        let attrs = bus
+            .sqs(
+                "GetQueueAttributes",
+                json!({"QueueUrl": bus.queue_url, "AttributeNames": ["QueueArn"]}),
+            )
+            .await;
+        let queue_arn = attrs["Attributes"]["QueueArn"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        bus.client
+            .create_event_bus()
+            .name(&name)
+            .send()
+            .await
+            .unwrap();
+        bus.client
+            .put_rule()
+            .name(&name)
+            .event_bus_name(&name)
+            .event_pattern(r#"{"source": ["media-upload"]}"#)
+            .send()
+            .await
+            .unwrap();
+        bus.client
+            .put_targets()
+            .rule(&name)
+            .event_bus_name(&name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(queue_arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        bus
+    }
+
+    /// `app` publishing on this bus.
+    fn publishing(&self, app: &App) -> App {
+        let mut app = app.clone();
+        app.events = std::sync::Arc::new(media_shared::adapters::aws::EventBus::new(
+            self.client.clone(),
+            &self.name,
+        ));
+        app
+    }
+
+    /// One call of SQS's JSON protocol; moto picks the service from the credential scope.
+    async fn sqs(&self, action: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(&self.endpoint)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", format!("AmazonSQS.{action}"))
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "SQS {action}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Every event the rule delivered so far (each message once: it is deleted after reading).
+    async fn events(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs(
+                    "ReceiveMessage",
+                    json!({"QueueUrl": self.queue_url, "MaxNumberOfMessages": 10}),
+                )
+                .await;
+            let messages = got["Messages"].as_array().cloned().unwrap_or_default();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                out.push(serde_json::from_str(m["Body"].as_str().unwrap()).unwrap());
+                self.sqs(
+                    "DeleteMessage",
+                    json!({"QueueUrl": self.queue_url, "ReceiptHandle": m["ReceiptHandle"]}),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+async fn invoke_events(app: &App, records: Vec<Value>) -> Value {
+    let event = serde_json::from_value(json!({ "Records": records })).expect("a stream batch");
+    serde_json::to_value(media_shared::media_events::handle_stream_event(app, &event).await)
+        .unwrap()
+}
+
+fn kinds(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            let d = &e["detail"];
+            let what = d.get("upload_id").unwrap_or(&d["id"]);
+            format!("{} {what}", e["detail-type"].as_str().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB + EventBridge + SQS on loopback); scripts/test.sh runs it"]
+async fn moto_events_reach_the_bus_once_per_fact() {
+    let (cleanup_filter, _, events_filter) = all_filters();
+    let mut m = moto().await;
+    let bus = Bus::new().await;
+    // As deployed: the HTTP functions publish nothing themselves (`m.app` has no sink); the events
+    // and cleanup functions publish on the bus.
+    let publishing = bus.publishing(&m.app);
+
+    // Created: an uploaded image, and an embed.
+    let image = png(64, 48);
+    let done = upload(&m.app, &image, &[CHUNK], image.len()).await;
+    let (status, photo) = complete(&m.app, &done, &md5_hex(&image)).await;
+    assert_eq!(status, 201, "{photo}");
+    let photo_id = photo["id"].as_u64().unwrap();
+    let (status, embed) = call(
+        &m.app,
+        request(
+            "POST",
+            "/api/v2/media/",
+            "application/json",
+            br#"{"type": "embed", "embed": {"embed_type": "video", "embed_id": "v1"}}"#.to_vec(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{embed}");
+    let embed_id = embed["id"].as_u64().unwrap();
+    // Deleted: the image.
+    let (status, _) = call(
+        &m.app,
+        request("DELETE", &format!("/api/v2/media/{photo_id}/"), "", vec![]),
+    )
+    .await;
+    assert_eq!(status, 204);
+    // Expired by TTL: an unfinished upload whose session TTL removes.
+    let doc = pdf(12 * MIB, 61);
+    let by_ttl = upload(&m.app, &doc, &[CHUNK], CHUNK).await;
+    m.clients
+        .dynamodb
+        .delete_item()
+        .table_name(&m.cfg.table)
+        .key(
+            items::PK,
+            aws_sdk_dynamodb::types::AttributeValue::S(items::upload_pk(&by_ttl)),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let records = m.new_records().await;
+    let names = describe(&records.iter().collect::<Vec<_>>());
+    let to_events: Vec<Value> = records
+        .iter()
+        .filter(|r| passes(&events_filter, r))
+        .cloned()
+        .collect();
+    assert_eq!(
+        describe(&to_events.iter().collect::<Vec<_>>()),
+        vec![
+            format!("INSERT {}", items::media_pk(photo_id)),
+            format!("INSERT {}", items::media_pk(embed_id)),
+            format!("REMOVE {}", items::media_pk(photo_id)),
+        ],
+        "all records: {names:?}"
+    );
+    let answer = invoke_events(&publishing, to_events.clone()).await;
+    assert_eq!(answer, json!({ "batchItemFailures": [] }), "{answer}");
+
+    // The TTL removal, as cleanup gets it.
+    let removal = records
+        .iter()
+        .find(|r| r["eventName"] == "REMOVE" && pk_of(r) == items::upload_pk(&by_ttl))
+        .unwrap();
+    let mut ttl = removal.clone();
+    ttl["userIdentity"] = fixture_record()["userIdentity"].clone();
+    assert!(passes(&cleanup_filter, &ttl) && !passes(&events_filter, &ttl));
+    let answer = invoke_cleanup(&publishing, vec![ttl]).await;
+    assert_eq!(answer, json!({ "batchItemFailures": [] }), "{answer}");
+
+    // Expired and swept (not TTL): another unfinished upload, swept an hour after its expiry, with the
+    // completed upload's session (no news: its media was announced).
+    let by_sweep = upload(&m.app, &doc, &[CHUNK], CHUNK).await;
+    let later = OffsetDateTime::now_utc()
+        + time::Duration::seconds(m.app.limits.upload_ttl_secs as i64 + 3600);
+    let report = cleanup::sweep(&publishing, later).await.unwrap();
+    assert_eq!((report.released, report.failed), (1, 0), "{report:?}");
+    // The sweep's own deletes are on the stream too, and reach neither cleanup nor events.
+    for r in m.new_records().await {
+        assert!(!passes(&events_filter, &r), "{r}");
+        assert!(!passes(&cleanup_filter, &r), "{r}");
+    }
+
+    let got = bus.events().await;
+    assert_eq!(
+        kinds(&got),
+        vec![
+            format!("Media Created {photo_id}"),
+            format!("Media Created {embed_id}"),
+            format!("Media Deleted {photo_id}"),
+            format!("Upload Expired \"{by_ttl}\""),
+            format!("Upload Expired \"{by_sweep}\""),
+        ],
+        "{got:#?}"
+    );
+    for e in &got {
+        assert_eq!(e["source"], "media-upload", "{e}");
+        assert_eq!(e["detail"]["owner"], USER, "{e}");
+    }
+    // The detail is the Media JSON the API answered (its URLs are presigned afresh, so compared
+    // without them), plus its owner.
+    let without_urls = |v: &Value| {
+        let mut v = v.clone();
+        let o = v.as_object_mut().unwrap();
+        for k in ["image", "url", "owner"] {
+            o.remove(k);
+        }
+        v
+    };
+    assert_eq!(without_urls(&got[0]["detail"]), without_urls(&photo));
+    assert!(got[0]["detail"]["image"]
+        .as_str()
+        .unwrap()
+        .contains("/media/"));
+    assert_eq!(without_urls(&got[1]["detail"]), without_urls(&embed));
+    assert_eq!(without_urls(&got[2]["detail"]), without_urls(&photo));
+    for (e, id) in [(&got[3], &by_ttl), (&got[4], &by_sweep)] {
+        let d = &e["detail"];
+        assert_eq!(
+            (&d["upload_id"], &d["size"], &d["received"]),
+            (&json!(id), &json!(doc.len()), &json!(CHUNK)),
+            "{e}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB + EventBridge on loopback); scripts/test.sh runs it"]
+async fn moto_a_bus_that_refuses_has_the_records_retried_from_the_first() {
+    let (_, _, events_filter) = all_filters();
+    let mut m = moto().await;
+    let bus = Bus::new().await;
+    let (status, first) = call(
+        &m.app,
+        request(
+            "POST",
+            "/api/v2/media/",
+            "application/json",
+            br#"{"type": "embed", "embed": {"embed_type": "video", "embed_id": "v2"}}"#.to_vec(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    let records: Vec<Value> = m
+        .new_records()
+        .await
+        .into_iter()
+        .filter(|r| passes(&events_filter, r))
+        .collect();
+    assert_eq!(records.len(), 1);
+    // A bus that does not exist: PutEvents fails, the record is reported for a retry.
+    let mut gone = m.app.clone();
+    gone.events = std::sync::Arc::new(media_shared::adapters::aws::EventBus::new(
+        bus.client.clone(),
+        "no-such-bus",
+    ));
+    let answer = invoke_events(&gone, records.clone()).await;
+    let seq = records[0]["dynamodb"]["SequenceNumber"].clone();
+    assert_eq!(
+        answer,
+        json!({ "batchItemFailures": [{ "itemIdentifier": seq }] }),
+        "{answer}"
+    );
+    assert_eq!(bus.events().await, Vec::<Value>::new());
+    // The retry, once the bus is there, publishes it.
+    let answer = invoke_events(&bus.publishing(&m.app), records).await;
+    assert_eq!(answer, json!({ "batchItemFailures": [] }), "{answer}");
+    let first_id = first["id"].as_u64().unwrap();
+    assert_eq!(
+        kinds(&bus.events().await),
+        vec![format!("Media Created {first_id}")]
+    );
 }

@@ -93,6 +93,7 @@ pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
         uploads: Arc::new(meta.clone()),
         media: Arc::new(meta.clone()),
         blobs: blobs.clone(),
+        events: Arc::new(media_shared::ports::NoEvents),
     };
     TestEnv {
         meta,

@@ -7,9 +7,11 @@ use media_shared::cleanup::{self, CleanupEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     media_shared::lambda::init_tracing();
-    let app = media_shared::wiring::for_lambda(&media_shared::config::ProcessEnv)
+    let mut app = media_shared::wiring::for_lambda(&media_shared::config::ProcessEnv)
         .await?
         .app;
+    // Expired uploads are told to the platform (`Upload Expired`) on MEDIA_EVENT_BUS, if set.
+    app.events = media_shared::wiring::event_bus(&media_shared::config::ProcessEnv).await;
     let app = &app;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<CleanupEvent>| async move {

@@ -237,6 +237,9 @@ fn service_env(config: &LocalConfig, aws: &AwsConfig) -> Vec<(String, String)> {
             flag(l.metadata == MetadataPolicy::Strip),
         ),
     ];
+    // The platform's events (cleanup, events) go to moto's default bus, which every region has: the
+    // binaries really call PutEvents.
+    env.push(("MEDIA_EVENT_BUS", "default".into()));
     // Without it the functions trust no token at all (see media_shared::lambda).
     if let Some(secret) = &config.jwt_secret {
         env.push(("MEDIA_JWT_SECRET", secret.clone()));

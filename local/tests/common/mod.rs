@@ -51,6 +51,7 @@ pub fn config(dir: PathBuf) -> LocalConfig {
         limits: Limits::default(),
         backend: test_backend(dir),
         connections: Default::default(),
+        webhook: None,
     }
 }
 

@@ -68,7 +68,7 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
             // The crashed request may not have got as far as freeing its quota (idempotent).
             release_quota(app, &session).await;
             let media = finish(app, &mut session, media_id, media_type, now).await?;
-            return Ok(response::json(201, &app.media_json(&media).await?));
+            return Ok(response::json(201, &app.announce_created(&media).await?));
         }
         UploadStatus::Receiving | UploadStatus::Failed { .. } => {}
     }
@@ -97,7 +97,7 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
     app.save_upload(&mut session).await?;
     release_quota(app, &session).await;
     let media = finish(app, &mut session, media_id, media_type, now).await?;
-    Ok(response::json(201, &app.media_json(&media).await?))
+    Ok(response::json(201, &app.announce_created(&media).await?))
 }
 
 /// The upload is no longer unfinished: it stops counting against its owner's quota. A failure here

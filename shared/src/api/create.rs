@@ -47,7 +47,7 @@ async fn create(app: &App, req: Request) -> Result<Response, ApiError> {
     embed.insert("id".into(), json!(id));
     media.embed = Some(Value::Object(embed));
     app.media.put_media(&media).await?;
-    Ok(response::json(201, &app.media_json(&media).await?))
+    Ok(response::json(201, &app.announce_created(&media).await?))
 }
 
 /// `{"url": "http(s)://..."}`; the fetcher checks the rest (scheme again on redirects, addresses).
@@ -78,7 +78,7 @@ async fn url_media(app: &App, user: &str, url: &str) -> Result<Response, ApiErro
     embed.insert("id".into(), json!(id));
     media.embed = Some(Value::Object(embed));
     app.media.put_media(&media).await?;
-    Ok(response::json(201, &app.media_json(&media).await?))
+    Ok(response::json(201, &app.announce_created(&media).await?))
 }
 
 /// An image media from a URL: downloaded, judged by its bytes, stored under a key of ours.
@@ -109,7 +109,7 @@ async fn image_from_url(app: &App, user: &str, url: &str) -> Result<Response, Ap
         }
     }
     app.media.put_media(&media).await?;
-    Ok(response::json(201, &app.media_json(&media).await?))
+    Ok(response::json(201, &app.announce_created(&media).await?))
 }
 
 /// `{"embed": {"embed_type", "embed_id", "url"?, "metadata"?}}`; `sc_` types are the server's own.

@@ -20,13 +20,7 @@ impl AwsClients {
     /// Loads region, credentials and endpoint from the environment (`AWS_REGION`, `AWS_ENDPOINT_URL`,
     /// the usual credential chain) and builds both clients on one rustls+ring HTTPS client.
     pub async fn from_env(cfg: &AwsConfig) -> Self {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .load()
-            .await;
+        let sdk = sdk_config().await;
         let s3 = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(cfg.force_path_style)
             .build();
@@ -35,4 +29,16 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
         }
     }
+}
+
+/// The SDK's settings from the environment, on one rustls+ring HTTPS client (see the module doc);
+/// every service client of the process is built from it.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .load()
+        .await
 }

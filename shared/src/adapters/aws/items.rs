@@ -15,7 +15,7 @@
 //! a filter or TTL needs is lifted into top-level attributes: `version` (conditional writes),
 //! `expires_at` (the table's TTL attribute), `expiry_shard` and `expires_ms` (the key of the sweep's
 //! index), `kind` and `media_type` (the thumbnail function's stream filter in template.yaml, which must
-//! agree with this).
+//! agree with this; the events function's filter selects media inserts and removals by `kind`).
 //!
 //! The sweep's index, `EXPIRY_INDEX` (declared in template.yaml and `setup`), is sparse: partition key
 //! `expiry_shard`, sort key `expires_ms`, keys only. Only unfinished sessions carry `expiry_shard`, so
@@ -230,6 +230,38 @@ pub fn inserted_image_media(record: &EventRecord) -> Option<u64> {
         serde_json::from_value(serde_json::Value::from(image_s(new, MEDIA_TYPE)?)).ok()?;
     let id = image_s(new, PK)?.strip_prefix(MEDIA_PREFIX)?.parse().ok()?;
     media_type.is_image().then_some(id)
+}
+
+/// A media record's arrival or departure, as the events function reads it from the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaChange {
+    /// Written for the first time (an INSERT; later writes, such as a deferred thumbnail, are MODIFYs).
+    Inserted(MediaRecord),
+    /// Removed (a user's DELETE), as it was.
+    Removed(MediaRecord),
+}
+
+/// The media a stream record inserted or removed; `None` for every other record (MODIFYs, other
+/// kinds of item). An error for a media record whose image is missing or cannot be read.
+pub fn media_change(record: &EventRecord) -> anyhow::Result<Option<MediaChange>> {
+    let (image, change): (_, fn(MediaRecord) -> MediaChange) = match record.event_name.as_str() {
+        "INSERT" => (&record.change.new_image, MediaChange::Inserted),
+        "REMOVE" => (&record.change.old_image, MediaChange::Removed),
+        _ => return Ok(None),
+    };
+    let key = image_s(&record.change.keys, PK).or_else(|| image_s(image, PK));
+    if !key.is_some_and(|pk| pk.starts_with(MEDIA_PREFIX)) {
+        return Ok(None);
+    }
+    if image.is_empty() {
+        anyhow::bail!(
+            "a media {} record without its image: the stream must carry new and old images",
+            record.event_name
+        );
+    }
+    let data = image_s(image, DATA).context("media item without its data attribute")?;
+    let media = serde_json::from_str(data).context("media record in the stream image")?;
+    Ok(Some(change(media)))
 }
 
 /// The batch response's entry asking Lambda to retry `record` (and the records after it in its

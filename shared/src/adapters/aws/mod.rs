@@ -8,6 +8,7 @@
 
 mod client;
 mod dynamo_meta;
+mod event_bus;
 pub mod items;
 mod s3_blobs;
 mod setup;
@@ -15,8 +16,9 @@ mod setup;
 use crate::config::{bool_var, u64_var, url_var, ConfigError, Env};
 use crate::domain::limits::MIB;
 
-pub use client::AwsClients;
+pub use client::{sdk_config, AwsClients};
 pub use dynamo_meta::{DynamoMeta, DEFAULT_ID_BLOCK};
+pub use event_bus::EventBus;
 pub use s3_blobs::{staging_prefix, S3Blobs, MAX_STAGED};
 pub use setup::{create_resources, put_bucket_cors};
 
