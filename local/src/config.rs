@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
-use media_shared::api::auth::IdpConfig;
 use media_shared::adapters::webhook::WebhookConfig;
+use media_shared::api::auth::IdpConfig;
 use media_shared::config::{self, ConfigError, Env};
 use media_shared::cors::Origins;
 use media_shared::domain::Limits;

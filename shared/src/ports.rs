@@ -7,8 +7,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::domain::image_metadata::MetadataPolicy;
 use crate::domain::events::PlatformEvent;
+use crate::domain::image_metadata::MetadataPolicy;
 use crate::domain::upload::{ChunkPlan, StagingState, UploadSession};
 use crate::domain::{Click, MediaRecord, StoreError, UserQuota};
 
