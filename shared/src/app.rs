@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::domain::upload::{parse_upload_id, UploadSession};
 use crate::domain::{ApiError, Limits, MediaRecord};
+use crate::metrics::Recorder;
 use crate::ports::{BlobStore, MediaStore, UploadStore};
 
 /// Everything a handler or a background job needs.
@@ -15,6 +16,9 @@ pub struct App {
     pub uploads: Arc<dyn UploadStore>,
     pub media: Arc<dyn MediaStore>,
     pub blobs: Arc<dyn BlobStore>,
+    /// Where operational events are counted (`metrics`): EMF on Lambda, Prometheus in media-local
+    /// when enabled, nowhere by default.
+    pub metrics: Arc<dyn Recorder>,
 }
 
 impl App {

@@ -3,8 +3,8 @@
 //! (`app`, built from configuration by `wiring`), one HTTP handler per endpoint (`api`) shared by the
 //! Lambda binaries and the local server, and the background jobs (`cleanup`, `thumbnailer`).
 //!
-//! Layers, lowest first; each uses only those before it: `domain` -> `config`, `ports` -> `adapters`,
-//! `fetch` -> `app` -> `cleanup`, `thumbnailer` -> `api` -> `wiring`, `lambda` (entry glue).
+//! Layers, lowest first; each uses only those before it: `domain` -> `config`, `ports`, `metrics` (what is
+//! counted, and its EMF sink) -> `adapters`, `fetch` -> `app` -> `cleanup`, `thumbnailer` -> `api` -> `wiring`, `lambda` (entry glue).
 
 pub mod adapters;
 pub mod api;
@@ -17,6 +17,7 @@ pub mod domain;
 pub mod fetch;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod metrics;
 pub mod ports;
 pub mod thumbnailer;
 pub mod wiring;

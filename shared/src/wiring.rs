@@ -96,6 +96,7 @@ pub async fn build(
                 uploads: Arc::new(meta.clone()),
                 media: Arc::new(meta.clone()),
                 blobs: blobs.clone(),
+                metrics: crate::metrics::discard(),
             };
             Ok(Wired {
                 app,
@@ -117,6 +118,7 @@ pub async fn build(
                 uploads: meta.clone(),
                 media: meta,
                 blobs,
+                metrics: crate::metrics::discard(),
             };
             Ok(Wired {
                 app,
@@ -129,9 +131,13 @@ pub async fn build(
     }
 }
 
-/// What a Lambda function runs on: the AWS backend and the limits, both from `env`.
+/// What a Lambda function runs on: the AWS backend and the limits, both from `env`, and its metrics
+/// written as EMF to stdout (flushed by the Lambda glue at the end of each invocation).
 pub async fn for_lambda(env: &dyn Env) -> anyhow::Result<Wired> {
-    build(&Backend::aws_from_env(env)?, config::limits(env)?, None).await
+    let emf = crate::metrics::emf::Emf::from_env(env)?;
+    let mut wired = build(&Backend::aws_from_env(env)?, config::limits(env)?, None).await?;
+    wired.app.metrics = Arc::new(emf);
+    Ok(wired)
 }
 
 #[cfg(test)]

@@ -104,6 +104,7 @@ async fn local_app() -> (App, Arc<Flaky>, tempfile::TempDir) {
         uploads: flaky.clone(),
         media: Arc::new(meta),
         blobs,
+        metrics: media_shared::metrics::discard(),
     };
     (app, flaky, dir)
 }
@@ -119,6 +120,7 @@ async fn aws_app() -> (App, Arc<Flaky>, TestEnv) {
         uploads: flaky.clone(),
         media: Arc::new(env.meta.clone()),
         blobs: env.blobs.clone(),
+        metrics: media_shared::metrics::discard(),
     };
     (app, flaky, env)
 }

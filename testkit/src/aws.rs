@@ -92,6 +92,7 @@ pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
         uploads: Arc::new(meta.clone()),
         media: Arc::new(meta.clone()),
         blobs: blobs.clone(),
+        metrics: media_shared::metrics::discard(),
     };
     TestEnv {
         meta,
