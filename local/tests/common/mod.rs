@@ -50,6 +50,7 @@ pub fn config(dir: PathBuf) -> LocalConfig {
         limits: Limits::default(),
         backend: test_backend(dir),
         connections: Default::default(),
+        metrics_listen: None,
     }
 }
 
