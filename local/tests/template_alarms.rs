@@ -223,7 +223,7 @@ fn dashboard_body(t: &Value) -> Json {
         if name == "MetricsNamespace" {
             out.push_str("@NS@");
         } else if name.starts_with("AWS::") || t["Parameters"].get(base).is_some() {
-            out.push_str("x");
+            out.push('x');
         } else {
             assert!(
                 t["Resources"].get(base).is_some(),
