@@ -3,8 +3,9 @@
 # workspace router in Cargo.toml (the template's routes), each function built (debug) on its first
 # request and rebuilt when its code changes, on the local S3/DynamoDB server with the bucket and table
 # created. There is no API Gateway authorizer here, so the functions verify `Authorization: Bearer`
-# tokens themselves with MEDIA_JWT_SECRET (see shared/src/lambda.rs); unset, media-local's development
-# secret is used and a token for user "dev" is printed, so media-local's tokens work here too.
+# tokens themselves with MEDIA_JWT_SECRET and/or the identity provider's keys (MEDIA_JWT_JWKS_URL with
+# MEDIA_JWT_ISSUER and MEDIA_JWT_AUDIENCE; see shared/src/lambda.rs). With neither set, media-local's
+# development secret is used and a token for user "dev" is printed, so media-local's tokens work here too.
 #
 #   eval "$(scripts/start-moto.sh)"
 #   scripts/watch-functions.sh            # serves MEDIA_LISTEN, default 127.0.0.1:8080
@@ -37,7 +38,8 @@ export MEDIA_S3_FORCE_PATH_STYLE="${MEDIA_S3_FORCE_PATH_STYLE:-1}"
 # On AWS the thumbnail function gets new media from the table's stream; nothing delivers that here.
 export MEDIA_THUMBNAILS="${MEDIA_THUMBNAILS:-inline}"
 
-if [ -z "${MEDIA_JWT_SECRET:-}" ]; then
+if [ -z "${MEDIA_JWT_SECRET:-}" ] && [ -z "${MEDIA_JWT_JWKS_URL:-}" ]; then
+  # As media-local: no development secret next to a real identity provider (it is public).
   # The one definition of the development secret is media-local's.
   MEDIA_JWT_SECRET="$(sed -n 's/^pub const DEV_SECRET: &str = "\(.*\)";$/\1/p' local/src/config.rs)"
   [ -n "$MEDIA_JWT_SECRET" ] || { echo "DEV_SECRET not found in local/src/config.rs" >&2; exit 1; }

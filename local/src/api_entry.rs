@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use media_shared::api::auth::{ClientIp, Hs256};
+use media_shared::api::auth::{ClientIp, Verifier};
 use media_shared::api::response;
 use media_shared::api::routes::{self, Endpoint};
 use media_shared::app::App;
@@ -31,7 +31,7 @@ const FORM_BODY_MAX: u64 = 1024 * 1024;
 /// What every API request needs, built once by the server.
 pub struct ApiState {
     pub app: App,
-    pub auth: Arc<Hs256>,
+    pub auth: Verifier,
     pub body_timeout: Duration,
 }
 
@@ -41,7 +41,7 @@ pub async fn api(
     req: axum::extract::Request,
 ) -> axum::response::Response {
     let (mut parts, body) = req.into_parts();
-    let caller = state.auth.caller(&parts.headers);
+    let caller = state.auth.caller(&parts.headers).await;
     let endpoint = match routes::admit(&parts.method, parts.uri.path(), &caller) {
         Ok(e) => e,
         Err(refused) => return refuse(&state.app, refused.into_response()),

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use media_shared::api::auth::IdpConfig;
 use media_shared::config::{self, ConfigError, Env};
 use media_shared::cors::Origins;
 use media_shared::domain::Limits;
@@ -13,8 +14,13 @@ use crate::connections::ConnectionLimits;
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
     pub listen: SocketAddr,
-    /// `None`: a development secret is used and a ready-made token is printed at start-up.
+    /// `None` (and no `idp`): a development secret is used and a ready-made token is printed at
+    /// start-up.
     pub jwt_secret: Option<String>,
+    /// The identity provider whose RS256/ES256 tokens are accepted too (`MEDIA_JWT_JWKS_URL`,
+    /// `MEDIA_JWT_ISSUER`, `MEDIA_JWT_AUDIENCE`). With it and no `jwt_secret`, no HS256 token is
+    /// accepted at all: the development secret is public.
+    pub idp: Option<IdpConfig>,
     /// Prefix of the URLs put in media (`image`, `url`); defaults to `http://<listen address>`.
     pub public_base_url: Option<String>,
     pub sweep_every_secs: u64,
@@ -37,6 +43,7 @@ impl LocalConfig {
         Ok(LocalConfig {
             listen,
             jwt_secret: env.get("MEDIA_JWT_SECRET"),
+            idp: IdpConfig::from_env(env)?,
             public_base_url: config::url_var(env, "MEDIA_PUBLIC_BASE_URL")?,
             sweep_every_secs: config::u64_var(env, "MEDIA_SWEEP_SECS", 60, 1)?,
             cors_origins: Origins::from_env(env)?,

@@ -159,7 +159,7 @@ fn config() -> anyhow::Result<LocalConfig> {
 }
 
 async fn serve(config: LocalConfig) -> anyhow::Result<()> {
-    let dev = config.jwt_secret.is_none();
+    let dev = config.jwt_secret.is_none() && config.idp.is_none();
     let running = media_local::server::start(config).await?;
     println!("media-local listening on http://{}", running.addr);
     println!("try it in a browser: http://{}/", running.addr);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use media_shared::adapters::aws::put_bucket_cors;
-use media_shared::api::auth::Hs256;
+use media_shared::api::auth::{Hs256, IdpTokens, Verifier};
 use media_shared::app::App;
 use media_shared::cleanup;
 use media_shared::wiring::{self, Stores, Wired};
@@ -25,8 +25,8 @@ pub struct Running {
     pub addr: SocketAddr,
     pub app: App,
     pub stores: Stores,
-    /// The key the server verifies tokens with.
-    pub auth: Arc<Hs256>,
+    /// The key sources the server verifies tokens with.
+    pub auth: Verifier,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     /// `server.json` in the data directory, for `media-local sweep` (embedded backend only).
@@ -74,11 +74,7 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         // Pages on the allowed origins may fetch the objects, as template.yaml lets them.
         put_bucket_cors(&clients.s3, &aws.bucket, &config.cors_origins).await?;
     }
-    let secret = config
-        .jwt_secret
-        .clone()
-        .unwrap_or_else(|| DEV_SECRET.to_string());
-    let auth = Arc::new(Hs256::new(secret.as_bytes()));
+    let auth = verifier(&config).await?;
     let shared = Arc::new(ApiState {
         app: app.clone(),
         auth: auth.clone(),
@@ -86,9 +82,9 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
     });
 
     // When the server runs with the development secret, the try-it page comes with a token filled in.
-    let dev_token = match &config.jwt_secret {
-        None => Some(auth.issue("dev", ISSUED_TOKEN_TTL_SECS)?),
-        Some(_) => None,
+    let dev_token = match (&config.jwt_secret, auth.hs256()) {
+        (None, Some(dev)) => Some(dev.issue("dev", ISSUED_TOKEN_TTL_SECS)?),
+        _ => None,
     };
     let mut router = axum::Router::new().merge(try_it::routes(dev_token));
     if let Stores::Local { blobs, .. } = &stores {
@@ -141,9 +137,15 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
 }
 
 impl Running {
-    /// A token this server accepts for user `sub` (the dev token at start-up; tests).
+    /// A token this server accepts for user `sub` (the dev token at start-up; tests), if it has an
+    /// HS256 secret.
     pub fn token(&self, sub: &str) -> anyhow::Result<String> {
-        self.auth.issue(sub, ISSUED_TOKEN_TTL_SECS)
+        self.auth
+            .hs256()
+            .context(
+                "this server accepts only the identity provider's tokens (no MEDIA_JWT_SECRET)",
+            )?
+            .issue(sub, ISSUED_TOKEN_TTL_SECS)
     }
 
     pub async fn stop(mut self) {
@@ -164,6 +166,25 @@ impl Running {
         self.stop().await;
         Ok(())
     }
+}
+
+/// The key sources of the configuration: the secret (the development one when neither it nor an
+/// identity provider is configured) and the provider's key set, fetched now; a failure stops the
+/// start (`media_shared::api::jwks` says why).
+async fn verifier(config: &LocalConfig) -> anyhow::Result<Verifier> {
+    let secret = match (&config.jwt_secret, &config.idp) {
+        (Some(secret), _) => Some(secret.as_str()),
+        (None, None) => Some(DEV_SECRET),
+        (None, Some(_)) => None,
+    };
+    let idp =
+        match &config.idp {
+            Some(idp) => Some(IdpTokens::start(idp).await.context(
+                "MEDIA_JWT_JWKS_URL: the identity provider's keys could not be fetched",
+            )?),
+            None => None,
+        };
+    Ok(Verifier::new(secret.map(|s| Hs256::new(s.as_bytes())), idp))
 }
 
 async fn sweep_forever(app: App, every_secs: u64) {

@@ -66,9 +66,12 @@ async fn the_sweep_releases_expired_uploads_and_keeps_completed_media() {
     let report = media_shared::cleanup::sweep(s.app(), time_now())
         .await
         .unwrap();
+    // The local store removes the completed session's record too; on DynamoDB the sweep's index
+    // holds unfinished sessions only, and TTL removes completed ones.
+    let completed_removed = matches!(s.stores(), media_shared::wiring::Stores::Local { .. });
     assert_eq!(
         (report.released, report.sessions_removed),
-        (1, 2),
+        (1, 1 + usize::from(completed_removed)),
         "{report:?}"
     );
     assert!(!s.holds_bytes(&pending).await);

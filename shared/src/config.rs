@@ -1,6 +1,7 @@
 //! Configuration from the environment. Every value is checked at start-up; a bad one stops the
 //! process with a message naming the variable, instead of surfacing later as a wrong answer.
 
+use crate::domain::image_metadata::MetadataPolicy;
 use crate::domain::limits::MIB;
 use crate::domain::{FetchLimits, Limits, ThumbnailMode, UserQuota};
 
@@ -127,6 +128,10 @@ pub fn limits(env: &dyn Env) -> Result<Limits, ConfigError> {
             max_open: u64_var(env, "MEDIA_USER_MAX_OPEN_UPLOADS", d.user_quota.max_open, 1)?,
             max_bytes: u64_var(env, "MEDIA_USER_MAX_OPEN_BYTES", d.user_quota.max_bytes, 1)?,
         },
+        metadata: match bool_var(env, "MEDIA_STRIP_METADATA", true)? {
+            true => MetadataPolicy::Strip,
+            false => MetadataPolicy::Keep,
+        },
     })
 }
 
@@ -209,6 +214,18 @@ mod tests {
             url_var(&[("U", "http://h:1/")], "U").unwrap().as_deref(),
             Some("http://h:1")
         );
+    }
+
+    #[test]
+    fn photo_metadata_is_stripped_unless_turned_off() {
+        assert_eq!(
+            limits(&[("X", "1")]).unwrap().metadata,
+            MetadataPolicy::Strip
+        );
+        let off = limits(&[("MEDIA_STRIP_METADATA", "0")]).unwrap();
+        assert_eq!(off.metadata, MetadataPolicy::Keep);
+        let e = limits(&[("MEDIA_STRIP_METADATA", "maybe")]).unwrap_err();
+        assert!(e.to_string().starts_with("MEDIA_STRIP_METADATA:"), "{e}");
     }
 
     #[test]

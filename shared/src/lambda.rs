@@ -7,11 +7,12 @@
 //! 1. **The JWT authorizer's claims** in the request context (production): API Gateway verified the
 //!    token before the function ran, so the caller is the `sub` claim, and the function never sees an
 //!    unauthenticated request on a route with the authorizer.
-//! 2. **No claims, and `MEDIA_JWT_SECRET` set** (local development under `cargo lambda watch`, which has
-//!    no authorizer): the function verifies the `Authorization: Bearer` token itself, exactly as
-//!    media-local does ([`Hs256`]: HS256, `exp` and `sub` required). No header is anonymous; a bad
-//!    token is a 401 with the reason.
-//! 3. **No claims and no key**: a token nobody verified is never trusted. On a route that has the
+//! 2. **No claims, and `MEDIA_JWT_SECRET` or `MEDIA_JWT_JWKS_URL` set** (local development under
+//!    `cargo lambda watch`, which has no authorizer): the function verifies the `Authorization: Bearer`
+//!    token itself, exactly as media-local does ([`Verifier`]: HS256 with the secret, the identity
+//!    provider's RS256/ES256 tokens with its key set, issuer and audiences). No header is anonymous; a
+//!    bad token is a 401 with the reason.
+//! 3. **No claims and no key source**: a token nobody verified is never trusted. On a route that has the
 //!    authorizer on API Gateway (every endpoint but click, see [`behind_authorizer`]) an
 //!    `Authorization` header is then a 401; without one the request is anonymous (and the handler's 401
 //!    follows where a user is required). Click's route has no authorizer in production, so real users'
@@ -25,7 +26,7 @@ use http::HeaderMap;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt};
 
-use crate::api::auth::{Caller, ClientIp, Hs256};
+use crate::api::auth::{Caller, ClientIp, Hs256, IdpConfig, IdpTokens, Verifier};
 use crate::api::routes::Endpoint;
 use crate::api::{Request, Response};
 use crate::app::App;
@@ -48,29 +49,44 @@ pub enum Authorizer<'a> {
 
 /// How one function tells who is calling (the rule in the module doc).
 pub struct CallerRule {
-    /// `MEDIA_JWT_SECRET`, for when no authorizer ran; `None` in production.
-    local_key: Option<Hs256>,
+    /// `MEDIA_JWT_SECRET` and/or `MEDIA_JWT_JWKS_URL`, for when no authorizer ran; `None` in
+    /// production.
+    local: Option<Verifier>,
     authorized_route: bool,
 }
 
 impl CallerRule {
-    /// The rule for `endpoint`'s function, with the key from `MEDIA_JWT_SECRET` if it is set.
-    pub fn from_env(env: &dyn Env, endpoint: Endpoint) -> Self {
-        Self::new(
-            env.get("MEDIA_JWT_SECRET").as_deref().map(str::as_bytes),
+    /// The rule for `endpoint`'s function, with the key sources the environment configures
+    /// (`MEDIA_JWT_SECRET`; `MEDIA_JWT_JWKS_URL` with its issuer and audiences, fetched here: a
+    /// failure ends the cold start, as it stops media-local).
+    pub async fn from_env(env: &dyn Env, endpoint: Endpoint) -> anyhow::Result<Self> {
+        let secret = env.get("MEDIA_JWT_SECRET");
+        let idp = match IdpConfig::from_env(env)? {
+            Some(config) => Some(IdpTokens::start(&config).await?),
+            None => None,
+        };
+        let local = (secret.is_some() || idp.is_some())
+            .then(|| Verifier::new(secret.map(|s| Hs256::new(s.as_bytes())), idp));
+        Ok(Self::with_verifier(local, endpoint))
+    }
+
+    /// The rule with only an HS256 key (or none).
+    pub fn new(local_key: Option<&[u8]>, endpoint: Endpoint) -> Self {
+        Self::with_verifier(
+            local_key.map(|k| Verifier::new(Some(Hs256::new(k)), None)),
             endpoint,
         )
     }
 
-    pub fn new(local_key: Option<&[u8]>, endpoint: Endpoint) -> Self {
+    pub fn with_verifier(local: Option<Verifier>, endpoint: Endpoint) -> Self {
         CallerRule {
-            local_key: local_key.map(Hs256::new),
+            local,
             authorized_route: behind_authorizer(endpoint),
         }
     }
 
     /// The caller of a request, from what its context says and its headers.
-    pub fn caller(&self, authorizer: Authorizer, headers: &HeaderMap) -> Caller {
+    pub async fn caller(&self, authorizer: Authorizer<'_>, headers: &HeaderMap) -> Caller {
         if let Authorizer::Verified { sub } = authorizer {
             // A verified token without a subject (or a blank one) names nobody: anonymous, so 401
             // where a user is needed.
@@ -79,12 +95,13 @@ impl CallerRule {
                 None => Caller::Anonymous,
             };
         }
-        if let Some(key) = &self.local_key {
-            return key.caller(headers);
+        if let Some(verifier) = &self.local {
+            return verifier.caller(headers).await;
         }
         if self.authorized_route && headers.contains_key(http::header::AUTHORIZATION) {
             return Caller::Invalid(
-                "the token cannot be verified: no authorizer checked it and MEDIA_JWT_SECRET is not set"
+                "the token cannot be verified: no authorizer checked it and neither MEDIA_JWT_SECRET nor \
+                 MEDIA_JWT_JWKS_URL is set"
                     .into(),
             );
         }
@@ -94,7 +111,7 @@ impl CallerRule {
 
 /// Converts the runtime's request into the handlers' `http::Request<Bytes>` with `Caller` (decided by
 /// `rule`) and `ClientIp`.
-pub fn into_api_request(req: lambda_http::Request, rule: &CallerRule) -> Request {
+pub async fn into_api_request(req: lambda_http::Request, rule: &CallerRule) -> Request {
     let (caller, ip) = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => {
             let authorizer = match ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref()) {
@@ -104,11 +121,11 @@ pub fn into_api_request(req: lambda_http::Request, rule: &CallerRule) -> Request
                 None => Authorizer::Absent,
             };
             (
-                rule.caller(authorizer, req.headers()),
+                rule.caller(authorizer, req.headers()).await,
                 ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
             )
         }
-        _ => (rule.caller(Authorizer::Absent, req.headers()), None),
+        _ => (rule.caller(Authorizer::Absent, req.headers()).await, None),
     };
     let (mut parts, body) = req.into_parts();
     // A multipart chunk arrives base64-decoded as Binary; Vec -> Bytes takes the buffer without a copy.
@@ -148,7 +165,7 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     // (scripts/watch-functions.sh); the template never sets it.
     let app = crate::wiring::for_lambda(&env).await?.app;
     let app = std::sync::Arc::new(app);
-    let rule = std::sync::Arc::new(CallerRule::from_env(&env, endpoint));
+    let rule = std::sync::Arc::new(CallerRule::from_env(&env, endpoint).await?);
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
         let (app, rule) = (app.clone(), rule.clone());
         async move { Ok::<_, std::convert::Infallible>(invoke(endpoint, &app, &rule, req).await) }
@@ -165,7 +182,7 @@ pub async fn invoke(
     rule: &CallerRule,
     req: lambda_http::Request,
 ) -> lambda_http::Response<Body> {
-    let req = into_api_request(req, rule);
+    let req = into_api_request(req, rule).await;
     let resp = crate::api::routes::dispatch(endpoint, app, req).await;
     app.metrics.flush();
     into_lambda_response(resp)
@@ -206,8 +223,8 @@ mod tests {
         Endpoint::Click,
     ];
 
-    #[test]
-    fn the_authorizers_claims_decide_whenever_they_are_there() {
+    #[tokio::test]
+    async fn the_authorizers_claims_decide_whenever_they_are_there() {
         let forged = Hs256::new(b"other").issue("mallory", 60).unwrap();
         for endpoint in ENDPOINTS {
             for rule in [
@@ -217,17 +234,17 @@ mod tests {
                 // The header is what API Gateway verified; the function does not look at it again.
                 let verified = |sub| Authorizer::Verified { sub };
                 assert_eq!(
-                    rule.caller(verified(Some("alice")), &bearer(&forged)),
+                    rule.caller(verified(Some("alice")), &bearer(&forged)).await,
                     Caller::User("alice".into())
                 );
                 // A verified token without a subject is nobody, whatever the header says.
                 assert_eq!(
-                    rule.caller(verified(None), &bearer(&forged)),
+                    rule.caller(verified(None), &bearer(&forged)).await,
                     Caller::Anonymous
                 );
                 for blank in ["", " ", "\t\n"] {
                     assert_eq!(
-                        rule.caller(verified(Some(blank)), &bearer(&forged)),
+                        rule.caller(verified(Some(blank)), &bearer(&forged)).await,
                         Caller::Anonymous,
                         "{blank:?}"
                     );
@@ -236,12 +253,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn without_claims_or_key_an_unverified_token_is_never_a_user() {
+    #[tokio::test]
+    async fn without_claims_or_key_an_unverified_token_is_never_a_user() {
         let forged = Hs256::new(b"anything").issue("alice", 60).unwrap();
         for endpoint in ENDPOINTS {
             let rule = CallerRule::new(None, endpoint);
-            let caller = rule.caller(Authorizer::Absent, &bearer(&forged));
+            let caller = rule.caller(Authorizer::Absent, &bearer(&forged)).await;
             if endpoint == Endpoint::Click {
                 assert_eq!(caller, Caller::Anonymous, "{endpoint:?}");
             } else {
@@ -251,14 +268,14 @@ mod tests {
                 );
             }
             assert_eq!(
-                rule.caller(Authorizer::Absent, &HeaderMap::new()),
+                rule.caller(Authorizer::Absent, &HeaderMap::new()).await,
                 Caller::Anonymous
             );
         }
     }
 
-    #[test]
-    fn without_claims_the_configured_key_verifies_the_token_as_media_local_does() {
+    #[tokio::test]
+    async fn without_claims_the_configured_key_verifies_the_token_as_media_local_does() {
         let key = Hs256::new(b"key");
         let genuine = key.issue("alice", 60).unwrap();
         let forged = Hs256::new(b"other").issue("alice", 60).unwrap();
@@ -266,32 +283,36 @@ mod tests {
             let rule = CallerRule::new(Some(b"key"), endpoint);
             for headers in [bearer(&genuine), bearer(&forged), HeaderMap::new()] {
                 assert_eq!(
-                    rule.caller(Authorizer::Absent, &headers),
+                    rule.caller(Authorizer::Absent, &headers).await,
                     key.caller(&headers)
                 );
             }
             assert_eq!(
-                rule.caller(Authorizer::Absent, &bearer(&genuine)),
+                rule.caller(Authorizer::Absent, &bearer(&genuine)).await,
                 Caller::User("alice".into())
             );
             assert!(matches!(
-                rule.caller(Authorizer::Absent, &bearer(&forged)),
+                rule.caller(Authorizer::Absent, &bearer(&forged)).await,
                 Caller::Invalid(_)
             ));
         }
     }
 
-    #[test]
-    fn the_key_comes_from_media_jwt_secret() {
+    #[tokio::test]
+    async fn the_key_comes_from_media_jwt_secret() {
         let token = Hs256::new(b"s3cret").issue("alice", 60).unwrap();
-        let rule = CallerRule::from_env(&[("MEDIA_JWT_SECRET", "s3cret")], Endpoint::Get);
+        let rule = CallerRule::from_env(&[("MEDIA_JWT_SECRET", "s3cret")], Endpoint::Get)
+            .await
+            .unwrap();
         assert_eq!(
-            rule.caller(Authorizer::Absent, &bearer(&token)),
+            rule.caller(Authorizer::Absent, &bearer(&token)).await,
             Caller::User("alice".into())
         );
-        let rule = CallerRule::from_env(&[("OTHER", "s3cret")], Endpoint::Get);
+        let rule = CallerRule::from_env(&[("OTHER", "s3cret")], Endpoint::Get)
+            .await
+            .unwrap();
         assert!(matches!(
-            rule.caller(Authorizer::Absent, &bearer(&token)),
+            rule.caller(Authorizer::Absent, &bearer(&token)).await,
             Caller::Invalid(_)
         ));
     }

@@ -7,6 +7,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::domain::image_metadata::MetadataPolicy;
 use crate::domain::upload::{ChunkPlan, StagingState, UploadSession};
 use crate::domain::{Click, MediaRecord, StoreError, UserQuota};
 
@@ -43,7 +44,10 @@ pub trait UploadStore: Send + Sync {
     /// error (TTL or another sweep got there first): the answer says whether this call removed it.
     async fn delete_upload(&self, id: &str, expected: u64) -> Result<bool, StoreError>;
 
-    /// Sessions whose `expires_at_ms` is before `now_ms`, at most `limit` of them.
+    /// Sessions whose `expires_at_ms` is before `now_ms`, at most `limit` of them: every unfinished one
+    /// (not `Completed`: it may hold bytes or quota to free). A completed one holds neither and may be
+    /// left out; it is listed only by a backend with no other way to remove its record (the local one;
+    /// on DynamoDB the table's TTL removes it).
     async fn list_expired(
         &self,
         now_ms: i64,
@@ -53,7 +57,10 @@ pub trait UploadStore: Send + Sync {
 
 #[async_trait]
 pub trait MediaStore: Send + Sync {
-    /// The next media id: unique and increasing, from an atomic counter.
+    /// The next media id: unique and roughly increasing, never 0. Unique across every process of the
+    /// service; a process may reserve ids ahead (the AWS backend takes blocks from one atomic
+    /// counter), so ids from different processes interleave and ids reserved by a process that ends
+    /// are never used (gaps, never duplicates).
     async fn next_media_id(&self) -> Result<u64, StoreError>;
     /// Creates or replaces the media with this id.
     async fn put_media(&self, media: &MediaRecord) -> Result<(), StoreError>;
@@ -87,10 +94,19 @@ pub trait BlobStore: Send + Sync {
         Ok(())
     }
 
-    /// Turns a fully received upload into the object `key`, served with `session.object_headers()`.
-    /// Idempotent: a retry after a crash finds the object already there and succeeds. Before this
-    /// call no object exists at `key` (it lies under a served prefix, `domain::keys`).
-    async fn finish(&self, session: &UploadSession, key: &str) -> anyhow::Result<()>;
+    /// Turns a fully received upload into the object `key`, served with `session.object_headers()`,
+    /// and answers the object's size. Under `MetadataPolicy::Strip` a photo (`image_metadata::applies`)
+    /// is stored as `image_metadata::strip` makes it, and no object with its metadata ever exists at
+    /// `key`, not even for a moment (it lies under a served prefix, `domain::keys`); the rewrite reads
+    /// the whole file once into memory, which admission bounds (`Limits::max_image_bytes`).
+    /// Idempotent: a retry after a crash finds the object already there (or writes the same bytes
+    /// again) and succeeds. Before this call no object exists at `key`.
+    async fn finish(
+        &self,
+        session: &UploadSession,
+        key: &str,
+        metadata: MetadataPolicy,
+    ) -> anyhow::Result<u64>;
 
     /// Frees everything an unfinished upload holds. Idempotent, never touches finished objects.
     async fn discard(&self, session: &UploadSession) -> anyhow::Result<()>;

@@ -111,7 +111,10 @@ pub async fn build(
             if *create {
                 create_resources(&clients, config).await?;
             }
-            let meta = Arc::new(DynamoMeta::new(clients.dynamodb.clone(), &config.table));
+            let meta = Arc::new(
+                DynamoMeta::new(clients.dynamodb.clone(), &config.table)
+                    .with_id_block(config.id_block),
+            );
             let blobs = Arc::new(S3Blobs::new(clients.s3.clone(), config));
             let app = App {
                 limits,

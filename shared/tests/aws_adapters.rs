@@ -14,6 +14,7 @@
 
 use bytes::Bytes;
 use media_shared::adapters::aws::{MAX_STAGED, MIN_PART_SIZE};
+use media_shared::domain::image_metadata::MetadataPolicy;
 use media_shared::domain::upload::{StagingState, UploadStatus};
 use media_shared::domain::MediaType;
 use media_shared::ports::BlobStore;
@@ -69,9 +70,15 @@ async fn a_12_mib_file_in_small_chunks_becomes_one_object() {
     assert_eq!(s.md5.hex_digest().unwrap(), md5_hex(&data));
 
     let key = s.object_key();
-    env.blobs.finish(&s, &key).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     // A retried completion finds the object there.
-    env.blobs.finish(&s, &key).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
 
     assert!(get_object(&env, &key).await == data, "object bytes differ");
     assert_eq!(multipart_uploads(&env).await, vec![]);
@@ -112,8 +119,14 @@ async fn a_file_that_fits_in_one_part_is_invisible_until_finished() {
     // Its only part is written, but nothing under the served prefix exists before the MD5 is checked.
     assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
     assert_eq!(multipart_uploads(&env).await.len(), 1);
-    env.blobs.finish(&s, &key).await.unwrap();
-    env.blobs.finish(&s, &key).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert!(get_object(&env, &key).await == data, "object bytes differ");
     assert_eq!(keys(&env, "").await, vec![key.clone()]);
     assert_eq!(multipart_uploads(&env).await, vec![]);
@@ -166,7 +179,10 @@ async fn a_crash_between_the_write_and_the_commit_is_repaired_by_the_retry() {
     let key = s.object_key();
     // The crash at the first merge left a multipart upload nobody recorded.
     assert_eq!(multipart_uploads(&env).await.len(), 2);
-    env.blobs.finish(&s, &key).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert!(get_object(&env, &key).await == data, "object bytes differ");
     assert_eq!(multipart_uploads(&env).await, vec![]);
     assert_eq!(keys(&env, "staging/").await, Vec::<String>::new());
@@ -188,7 +204,10 @@ async fn a_crash_on_the_last_chunk_of_a_one_part_file_is_repaired_by_the_retry()
     let key = s.object_key();
     // The crashed write's multipart upload is a stray next to the recorded one.
     assert_eq!(multipart_uploads(&env).await.len(), 2);
-    env.blobs.finish(&s, &key).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert!(get_object(&env, &key).await == data, "object bytes differ");
     assert_eq!(keys(&env, "").await, vec![key]);
     assert_eq!(multipart_uploads(&env).await, vec![]);
@@ -244,7 +263,10 @@ async fn discard_leaves_nothing_behind_and_can_be_repeated() {
     // A session that reached `Completing` may have a media pointing at its object: it stays.
     let mut u = new_session(&env.app, small.len() as u64).await;
     send_chunk(&env.app, &mut u, &small).await;
-    env.blobs.finish(&u, &u.object_key()).await.unwrap();
+    env.blobs
+        .finish(&u, &u.object_key(), MetadataPolicy::Strip)
+        .await
+        .unwrap();
     u.status = UploadStatus::Completing {
         media_id: 1,
         media_type: MediaType::Doc,
@@ -266,7 +288,10 @@ async fn tiny_chunks_are_compacted_so_the_session_stays_small() {
     }
     assert!(most < MAX_STAGED, "{most} chunks staged at once");
     let key = s.object_key();
-    env.blobs.finish(&s, &key).await.unwrap();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert!(get_object(&env, &key).await == data, "object bytes differ");
     assert_eq!(keys(&env, "").await, vec![key]);
 }
@@ -307,4 +332,148 @@ async fn whole_objects_and_public_urls() {
         .after_commit(&StagingState::default(), &StagingState::default())
         .await
         .unwrap();
+}
+
+/// What the AWS adapter does for photos in particular (issue 14): the multipart upload is assembled
+/// under `staging/`, so nothing under the CDN-served `media/` prefix ever holds the photo with its
+/// GPS position, not even between the steps of a completion that crashes.
+#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
+async fn a_photo_never_exists_under_media_with_its_metadata() {
+    use media_testkit::photos::{decoded, phone_jpeg, secrets_in};
+
+    let env = fresh().await;
+    let photo = phone_jpeg(Some(6));
+    let id = media_testkit::handlers::upload(&env.app, &photo, &[1000], photo.len()).await;
+    let s = env.app.uploads.get_upload(&id).await.unwrap().unwrap();
+    let key = s.object_key();
+    assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
+    let uploads = multipart_uploads(&env).await;
+    assert_eq!(uploads.len(), 1);
+    let assembly = &uploads[0].0;
+    assert!(
+        assembly.starts_with(&format!("staging/{id}/")),
+        "{assembly}"
+    );
+
+    // A completion that crashed after completing the private multipart upload, before writing the
+    // final object: the retry finds the assembled photo and goes on from there.
+    let parts = s
+        .staging
+        .parts
+        .iter()
+        .map(|p| {
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(p.number as i32)
+                .e_tag(&p.etag)
+                .build()
+        })
+        .collect();
+    env.clients
+        .s3
+        .complete_multipart_upload()
+        .bucket(&env.cfg.bucket)
+        .key(assembly)
+        .upload_id(s.staging.multipart_upload_id.clone().unwrap())
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
+
+    let size = env
+        .blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
+    let served = get_object(&env, &key).await;
+    assert_eq!(size, served.len() as u64);
+    assert!(size < photo.len() as u64);
+    assert_eq!(secrets_in(&served), Vec::<String>::new());
+    let (before, after) = (decoded(&photo), decoded(&served));
+    assert!(before == after, "pixels or orientation changed");
+    let head = env
+        .clients
+        .s3
+        .head_object()
+        .bucket(&env.cfg.bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("image/jpeg"));
+    assert_eq!(
+        head.cache_control(),
+        Some(media_shared::domain::object_headers::IMMUTABLE)
+    );
+    // Repeated: the same object, nothing left behind.
+    assert_eq!(
+        env.blobs
+            .finish(&s, &key, MetadataPolicy::Strip)
+            .await
+            .unwrap(),
+        size
+    );
+    assert!(get_object(&env, &key).await == served);
+    assert_eq!(keys(&env, "").await, vec![key.clone()]);
+    assert_eq!(multipart_uploads(&env).await, vec![]);
+}
+
+/// A photo whose upload an earlier version opened at its final key (a deploy in the middle of an
+/// upload) still completes, stripped.
+#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
+async fn a_photo_upload_opened_at_its_final_key_still_completes_stripped() {
+    use media_shared::domain::upload::PartRecord;
+    use media_testkit::photos::{phone_jpeg, secrets_in};
+
+    let env = fresh().await;
+    let photo = phone_jpeg(None);
+    let id = media_testkit::handlers::upload(&env.app, &photo, &[1000], photo.len()).await;
+    let mut s = env.app.uploads.get_upload(&id).await.unwrap().unwrap();
+    let key = s.object_key();
+    let s3 = &env.clients.s3;
+    let upload_id = s3
+        .create_multipart_upload()
+        .bucket(&env.cfg.bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
+    let etag = s3
+        .upload_part()
+        .bucket(&env.cfg.bucket)
+        .key(&key)
+        .upload_id(&upload_id)
+        .part_number(1)
+        .body(Bytes::from(photo.clone()).into())
+        .send()
+        .await
+        .unwrap()
+        .e_tag
+        .unwrap();
+    s.staging = StagingState {
+        multipart_upload_id: Some(upload_id),
+        parts: vec![PartRecord {
+            number: 1,
+            etag,
+            size: photo.len() as u64,
+        }],
+        staged: vec![],
+    };
+    let size = env
+        .blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
+    let served = get_object(&env, &key).await;
+    assert_eq!(size, served.len() as u64);
+    assert_eq!(secrets_in(&served), Vec::<String>::new());
+    assert!(!served.windows(4).any(|w| w == b"Exif"));
 }

@@ -255,3 +255,45 @@ async fn aws_commit_lost_at_a_part_merge_then_retried() {
         assert_eq!(staged.key_count(), Some(0), "no staged chunk is left");
     }
 }
+
+/// A photo's completion on the local backend writes a stripped copy, renames it into place, then
+/// removes the partial file (`LocalBlobs::finish`). A crash between any two of those steps is
+/// finished by the retried completion, which writes the same bytes (stripping is deterministic).
+#[tokio::test]
+async fn local_photo_completion_crashed_between_its_steps_is_finished_by_the_retry() {
+    use media_shared::domain::image_metadata::{strip, MetadataPolicy};
+    use media_testkit::photos::phone_jpeg;
+
+    let (app, _flaky, dir) = local_app().await;
+    let photo = phone_jpeg(Some(6));
+    let id = media_testkit::handlers::upload(&app, &photo, &[1000], photo.len()).await;
+    let s = app.uploads.get_upload(&id).await.unwrap().unwrap();
+    let key = s.object_key();
+    let partial = dir.path().join("partial").join(&id);
+    let stripped_copy = dir.path().join("partial").join(format!("{id}.stripped"));
+    let object = dir.path().join("objects").join(&key);
+    let received = std::fs::read(&partial).unwrap();
+    let expected = strip("image/jpeg", &photo).unwrap();
+
+    // Crashed while writing the stripped copy: a torn one is left beside the partial file.
+    std::fs::write(&stripped_copy, &expected[..100]).unwrap();
+    let size = app
+        .blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
+    assert_eq!(size, expected.len() as u64);
+    assert!(std::fs::read(&object).unwrap() == expected);
+    assert!(!stripped_copy.exists() && !partial.exists());
+
+    // Crashed after the rename, before the partial file was removed.
+    std::fs::write(&partial, &received).unwrap();
+    let again = app.blobs.finish(&s, &key, MetadataPolicy::Strip).await;
+    assert_eq!(again.unwrap(), size);
+    assert!(std::fs::read(&object).unwrap() == expected);
+    assert!(!stripped_copy.exists() && !partial.exists());
+
+    // Crashed after everything: the object is found there.
+    let again = app.blobs.finish(&s, &key, MetadataPolicy::Strip).await;
+    assert_eq!(again.unwrap(), size);
+}

@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use lambda_http::Body;
 use media_shared::adapters::aws::{AwsClients, AwsConfig};
-use media_shared::api::auth::{Caller, ClientIp, Hs256};
+use media_shared::api::auth::{Caller, ClientIp, Hs256, IdpConfig, IdpTokens, Verifier};
+use media_shared::api::jwks::Jwks;
 use media_shared::api::routes::{self, Endpoint};
 use media_shared::app::App;
 use media_shared::cleanup::{self, CleanupEvent};
@@ -30,6 +31,7 @@ use media_shared::lambda::{self, CallerRule};
 use media_shared::metrics::emf::Emf;
 use media_shared::metrics::Metric;
 use media_shared::wiring::{self, Stores};
+use media_testkit::jwks::{JwksServer, TestKey, AUDIENCE, ISSUER};
 use media_testkit::{emf, md5_hex, png};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -164,7 +166,7 @@ async fn call(app: &App, endpoint: Endpoint, event: &Value) -> Answer {
 
 /// The same under another rule (e.g. with `MEDIA_JWT_SECRET`, as under `cargo lambda watch`).
 async fn call_with(app: &App, endpoint: Endpoint, rule: &CallerRule, event: &Value) -> Answer {
-    let req = lambda::into_api_request(request(event), rule);
+    let req = lambda::into_api_request(request(event), rule).await;
     let resp = lambda::into_lambda_response(routes::dispatch(endpoint, app, req).await);
     Answer {
         status: resp.status().as_u16(),
@@ -216,8 +218,8 @@ fn error(code: &str, message: &str) -> Value {
     json!({"errors": [{"code": code, "message": message}]})
 }
 
-#[test]
-fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
+#[tokio::test]
+async fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
     let alice = Some(Caller::User(ALICE.into()));
     let ip = Some(ClientIp(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7))));
     for (name, endpoint, method, path, caller) in [
@@ -256,7 +258,7 @@ fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
         assert_eq!(event["version"], "2.0", "{name}");
         assert_eq!(event["requestContext"]["stage"], "$default", "{name}");
         assert_eq!(event["rawPath"], path, "{name}");
-        let req = lambda::into_api_request(request(&event), &on_aws(endpoint));
+        let req = lambda::into_api_request(request(&event), &on_aws(endpoint)).await;
         assert_eq!(req.method().as_str(), method, "{name}");
         assert_eq!(req.uri().path(), path, "{name}");
         assert_eq!(req.extensions().get::<Caller>(), caller.as_ref(), "{name}");
@@ -264,7 +266,8 @@ fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
     }
 
     // Bodies arrive decoded: the multipart and the form from base64, the JSON as text.
-    let chunk = lambda::into_api_request(request(&fixture("chunk")), &on_aws(Endpoint::Chunk));
+    let chunk =
+        lambda::into_api_request(request(&fixture("chunk")), &on_aws(Endpoint::Chunk)).await;
     assert!(chunk
         .body()
         .starts_with(format!("--{BOUNDARY}\r\n").as_bytes()));
@@ -276,12 +279,13 @@ fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
         chunk.headers()["content-length"].to_str().unwrap()
     );
     let complete =
-        lambda::into_api_request(request(&fixture("complete")), &on_aws(Endpoint::Complete));
+        lambda::into_api_request(request(&fixture("complete")), &on_aws(Endpoint::Complete)).await;
     assert_eq!(
         &complete.body()[..],
         b"upload_id=3f6c1d2e9a8b4c7d8e0f1a2b3c4d5e6f&md5=3ab739d7d4d7296eeafd3b9303b5121b&type=image"
     );
-    let create = lambda::into_api_request(request(&fixture("create")), &on_aws(Endpoint::Create));
+    let create =
+        lambda::into_api_request(request(&fixture("create")), &on_aws(Endpoint::Create)).await;
     let body: Value = serde_json::from_slice(create.body()).unwrap();
     assert_eq!(body["type"], "embed");
 
@@ -289,7 +293,8 @@ fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
     let other = lambda::into_api_request(
         request(&with_sub(with_media_id(fixture("delete"), 4321), "bob")),
         &on_aws(Endpoint::Delete),
-    );
+    )
+    .await;
     assert_eq!(other.uri().path(), "/api/v2/media/4321/");
     assert_eq!(
         other.extensions().get::<Caller>(),
@@ -298,7 +303,8 @@ fn fixtures_are_api_gateway_v2_events_with_the_jwt_sub() {
     let anonymous = lambda::into_api_request(
         request(&without_authorizer(fixture("get"))),
         &on_aws(Endpoint::Get),
-    );
+    )
+    .await;
     assert_eq!(
         anonymous.extensions().get::<Caller>(),
         Some(&Caller::Anonymous)
@@ -573,7 +579,8 @@ async fn without_authorizer_a_token_counts_only_if_the_function_can_verify_it() 
                 a.json(),
                 error(
                     "not_authenticated",
-                    "the token cannot be verified: no authorizer checked it and MEDIA_JWT_SECRET is not set"
+                    "the token cannot be verified: no authorizer checked it and neither \
+                     MEDIA_JWT_SECRET nor MEDIA_JWT_JWKS_URL is set"
                 ),
                 "{endpoint:?}"
             );
@@ -638,6 +645,98 @@ async fn without_authorizer_a_token_counts_only_if_the_function_can_verify_it() 
     )
     .await;
     assert_eq!(a.status, 401);
+}
+
+/// The functions under `cargo lambda watch` with `MEDIA_JWT_JWKS_URL`: the identity provider's tokens
+/// are verified by the same `Verifier` media-local uses, with its issuer and audience; the
+/// authorizer's claims, when present, still decide alone.
+#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
+async fn without_authorizer_the_identity_providers_tokens_are_verified_with_its_key_set() {
+    let m = moto().await;
+    let (rsa, ec) = (TestKey::rsa_a(), TestKey::ec_a());
+    let idp = JwksServer::start(&[&rsa, &ec], std::time::Duration::ZERO).await;
+    let config = IdpConfig {
+        jwks_url: idp.url.clone(),
+        issuer: ISSUER.into(),
+        audiences: vec![AUDIENCE.into()],
+    };
+    let verifier = Verifier::new(
+        None,
+        Some(IdpTokens::new(
+            Jwks::fetch(&idp.url).await.unwrap(),
+            &config,
+        )),
+    );
+    let rule = |endpoint| CallerRule::with_verifier(Some(verifier.clone()), endpoint);
+    let file = png(4, 4, 1);
+    let chunk = chunk_event(None, &file, 0, file.len());
+
+    for key in [&rsa, &ec] {
+        let good = key.sign(&media_testkit::jwks::claims(ALICE));
+        let a = call_with(
+            &m.app,
+            Endpoint::Chunk,
+            &rule(Endpoint::Chunk),
+            &with_unverified_token(chunk.clone(), &good),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{:?}: {:?}", key.alg, a.body);
+    }
+
+    let mut other_app = media_testkit::jwks::claims(ALICE);
+    other_app["aud"] = json!("another-app");
+    let mut other_issuer = media_testkit::jwks::claims(ALICE);
+    other_issuer["iss"] = json!("https://idp.test.example");
+    for (why, token, message) in [
+        (
+            "aud",
+            rsa.sign(&other_app),
+            "the token is not meant for this API: its audience (aud, or client_id) is not accepted",
+        ),
+        (
+            "iss",
+            ec.sign(&other_issuer),
+            "the token's issuer (iss) is not the one this API trusts",
+        ),
+        (
+            "HS256 with the public key",
+            Hs256::new(rsa.public_pem).issue(ALICE, 600).unwrap(),
+            "the token is signed with a shared secret (HS256), which this server does not accept: \
+             use a token from the identity provider",
+        ),
+    ] {
+        for endpoint in [Endpoint::Chunk, Endpoint::Click] {
+            let event = if endpoint == Endpoint::Chunk {
+                chunk.clone()
+            } else {
+                with_media_id(fixture("click"), 1)
+            };
+            let a = call_with(
+                &m.app,
+                endpoint,
+                &rule(endpoint),
+                &with_unverified_token(event, &token),
+            )
+            .await;
+            // Click too: its function can verify the token, so a bad one is refused, not ignored.
+            assert_eq!(a.status, 401, "{why} {endpoint:?}: {:?}", a.body);
+            assert_eq!(
+                a.json(),
+                error("not_authenticated", message),
+                "{why} {endpoint:?}"
+            );
+        }
+    }
+
+    // Behind the authorizer the claims decide; the function does not verify the header again.
+    let forged = Hs256::new(b"anything").issue("mallory", 600).unwrap();
+    let mut behind = chunk.clone();
+    behind["headers"]["authorization"] = json!(format!("Bearer {forged}"));
+    let a = call_with(&m.app, Endpoint::Chunk, &rule(Endpoint::Chunk), &behind).await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    // The set was fetched once, at start: every token named a key it held.
+    assert_eq!(idp.fetches(), 1);
 }
 
 /// Every click recorded in the table.

@@ -73,6 +73,7 @@ pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
         part_size: 5 * MIB as u64,
         public_base_url: public_base_url.map(str::to_string),
         force_path_style: true,
+        id_block: media_shared::adapters::aws::DEFAULT_ID_BLOCK,
     };
     let clients = AwsClients::from_env(&cfg).await;
     create_resources(&clients, &cfg).await.unwrap();
@@ -190,7 +191,10 @@ pub async fn holds_bytes(s3: &aws_sdk_s3::Client, bucket: &str, upload_id: &str)
         || list_multipart_uploads(s3, bucket)
             .await
             .iter()
-            .any(|(key, _)| key.starts_with(&format!("media/{upload_id}")))
+            .any(|(key, _)| {
+                key.starts_with(&format!("media/{upload_id}"))
+                    || key.starts_with(&format!("staging/{upload_id}/"))
+            })
 }
 
 /// Every click recorded in `table`, read from the items themselves.

@@ -216,7 +216,8 @@ async fn the_built_get_function_answers_api_gateway_events_through_the_runtime_a
         dispatch(
             Endpoint::Create,
             &app,
-            lambda::into_api_request(create, &lambda::CallerRule::new(None, Endpoint::Create)),
+            lambda::into_api_request(create, &lambda::CallerRule::new(None, Endpoint::Create))
+                .await,
         ),
     )
     .await

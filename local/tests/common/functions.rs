@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use media_local::config::LocalConfig;
 use media_shared::adapters::aws::AwsConfig;
+use media_shared::domain::image_metadata::MetadataPolicy;
 use media_shared::domain::ThumbnailMode;
 
 /// Processes per function.
@@ -231,10 +232,20 @@ fn service_env(config: &LocalConfig, aws: &AwsConfig) -> Vec<(String, String)> {
             "MEDIA_USER_MAX_OPEN_BYTES",
             l.user_quota.max_bytes.to_string(),
         ),
+        (
+            "MEDIA_STRIP_METADATA",
+            flag(l.metadata == MetadataPolicy::Strip),
+        ),
     ];
     // Without it the functions trust no token at all (see media_shared::lambda).
     if let Some(secret) = &config.jwt_secret {
         env.push(("MEDIA_JWT_SECRET", secret.clone()));
+    }
+    // The identity provider's key set, issuer and audiences, as media-local has them.
+    if let Some(idp) = &config.idp {
+        env.push(("MEDIA_JWT_JWKS_URL", idp.jwks_url.clone()));
+        env.push(("MEDIA_JWT_ISSUER", idp.issuer.clone()));
+        env.push(("MEDIA_JWT_AUDIENCE", idp.audiences.join(",")));
     }
     if let Some(url) = aws
         .public_base_url
@@ -249,6 +260,11 @@ fn service_env(config: &LocalConfig, aws: &AwsConfig) -> Vec<(String, String)> {
         media_shared::config::limits(&read).unwrap(),
         *l,
         "a limit of this test is not passed to the functions"
+    );
+    assert_eq!(
+        media_shared::api::auth::IdpConfig::from_env(&read).unwrap(),
+        config.idp,
+        "the identity provider of this test is not passed to the functions"
     );
     let back = AwsConfig::from_env(&read).unwrap();
     assert_eq!(

@@ -44,6 +44,7 @@ pub fn config(dir: PathBuf) -> LocalConfig {
     LocalConfig {
         listen: ([127, 0, 0, 1], 0).into(),
         jwt_secret: Some(SECRET.into()),
+        idp: None,
         public_base_url: None,
         sweep_every_secs: 3600,
         cors_origins: media_shared::cors::Origins::Loopback,
@@ -81,6 +82,7 @@ fn test_backend(data_dir: PathBuf) -> Backend {
                     part_size: 5 * 1024 * 1024,
                     public_base_url: None,
                     force_path_style: true,
+                    id_block: media_shared::adapters::aws::DEFAULT_ID_BLOCK,
                 },
                 create_resources: true,
             }

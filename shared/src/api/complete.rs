@@ -6,6 +6,10 @@
 //! stops a concurrent complete), then object + media record are written and the session becomes
 //! `Completed`. A retry finds `Completing` and finishes with the same id.
 //!
+//! The md5 is that of the uploaded bytes. What is stored and served may be fewer bytes: photos lose
+//! their metadata on the way (`domain::image_metadata`, `MEDIA_STRIP_METADATA`), and the Media's `size`
+//! is the served file's.
+//!
 //! A wrong md5 changes nothing: the answer is a 400 and the client may complete again with the right
 //! one; an upload never completed is freed by the sweep when it expires.
 
@@ -124,12 +128,14 @@ async fn finish(
     now: OffsetDateTime,
 ) -> Result<MediaRecord, ApiError> {
     let key = session.object_key();
-    app.blobs.finish(session, &key).await?;
+    // The size of what is served: a photo's metadata may have been stripped (`image_metadata`); its
+    // pixels, and so its width and height, are the ones uploaded.
+    let size = app.blobs.finish(session, &key, app.limits.metadata).await?;
 
     let c = &session.content;
     let mut media = MediaRecord::new(media_id, &session.owner, media_type, now);
     media.title = session.filename.clone();
-    media.size = Some(session.total);
+    media.size = Some(size);
     media.mimetype = Some(c.mime.clone());
     media.upload_id = Some(session.id.clone());
     if media_type.is_image() {

@@ -10,6 +10,7 @@ pub mod create;
 pub mod delete;
 pub mod form;
 pub mod get;
+pub mod jwks;
 pub mod multipart;
 pub mod response;
 pub mod routes;

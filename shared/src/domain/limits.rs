@@ -1,6 +1,7 @@
 //! Size and content rules, with the defaults of API.md. Parsed from the environment in `config`.
 
 use super::error::ApiError;
+use super::image_metadata::MetadataPolicy;
 use super::sniff::{ContentKind, Sniffed};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +23,8 @@ pub struct Limits {
     pub decode_budget_bytes: u64,
     /// What one user may hold in unfinished uploads.
     pub user_quota: UserQuota,
+    /// Whether uploaded photos lose their metadata (GPS positions) before they are stored.
+    pub metadata: MetadataPolicy,
 }
 
 /// Per-user limits on unfinished uploads: how many, and the sum of their declared sizes. An upload
@@ -108,6 +111,7 @@ impl Default for Limits {
             // and the SDK; enough for a 24-megapixel JPEG.
             decode_budget_bytes: 256 * MIB,
             user_quota: UserQuota::default(),
+            metadata: MetadataPolicy::Strip,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod content_range;
 pub mod error;
+pub mod image_metadata;
 pub mod keys;
 pub mod limits;
 pub mod md5_state;

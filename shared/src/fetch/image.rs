@@ -1,8 +1,10 @@
 //! Downloading an image from a URL: fetched under the image size limit, then judged by its bytes
-//! like an uploaded file (allow-list, size), never by the server's Content-Type or the URL's name.
+//! like an uploaded file (allow-list, size), never by the server's Content-Type or the URL's name, and
+//! stored without its metadata like an uploaded photo (`image_metadata`).
 
 use bytes::Bytes;
 
+use crate::domain::image_metadata;
 use crate::domain::sniff::{sniff, ContentKind, Sniffed};
 use crate::domain::{ApiError, Limits};
 
@@ -10,7 +12,7 @@ use super::{get, Policy};
 
 const ACCEPT_IMAGES: &str = "image/jpeg,image/png,image/gif,image/webp;q=0.9,image/*;q=0.5";
 
-/// An image downloaded and checked.
+/// An image downloaded and checked, its metadata stripped if the limits say so.
 #[derive(Debug)]
 pub struct Downloaded {
     pub bytes: Bytes,
@@ -38,8 +40,12 @@ pub async fn download(limits: &Limits, url: &str, field: &str) -> Result<Downloa
         .and_then(|mut s| s.next_back())
         .filter(|s| !s.is_empty())
         .map(str::to_string);
+    let bytes = match image_metadata::apply(limits.metadata, &content.mime, &fetched.body) {
+        Some(stripped) => Bytes::from(stripped),
+        None => fetched.body,
+    };
     Ok(Downloaded {
-        bytes: fetched.body,
+        bytes,
         content,
         file_name,
     })

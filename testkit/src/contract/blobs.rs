@@ -2,6 +2,7 @@
 //! handler; crashes are injected by writing a chunk's bytes without committing (`write_only`).
 
 use bytes::Bytes;
+use media_shared::domain::image_metadata::MetadataPolicy;
 use media_shared::domain::upload::{StagingState, UploadSession, UploadStatus};
 use media_shared::domain::MediaType;
 
@@ -51,7 +52,11 @@ pub async fn chunks_become_one_object_with_the_uploaded_bytes(b: &impl Backend) 
     assert_eq!(s.offset, s.total);
     assert_eq!(s.md5.hex_digest().unwrap(), md5_hex(&data));
     let key = s.object_key();
-    b.app().blobs.finish(&s, &key).await.unwrap();
+    b.app()
+        .blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert_object(b, &key, &data).await;
     assert_nothing_staged(b, &s).await;
 
@@ -74,9 +79,17 @@ pub async fn finishing_again_finds_the_object_there(b: &impl Backend) {
         let data = random_bytes(size, 2);
         let s = uploaded(b, &data).await;
         let key = s.object_key();
-        b.app().blobs.finish(&s, &key).await.unwrap();
+        b.app()
+            .blobs
+            .finish(&s, &key, MetadataPolicy::Strip)
+            .await
+            .unwrap();
         // A retried completion, after a crash before the media was recorded.
-        b.app().blobs.finish(&s, &key).await.unwrap();
+        b.app()
+            .blobs
+            .finish(&s, &key, MetadataPolicy::Strip)
+            .await
+            .unwrap();
         assert_object(b, &key, &data).await;
         assert_nothing_staged(b, &s).await;
     }
@@ -92,7 +105,11 @@ pub async fn a_chunk_written_again_after_a_lost_commit_is_harmless(b: &impl Back
         send_chunk(b.app(), &mut s, chunk).await;
     }
     let key = s.object_key();
-    b.app().blobs.finish(&s, &key).await.unwrap();
+    b.app()
+        .blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert_object(b, &key, &data).await;
     assert_nothing_staged(b, &s).await;
 }
@@ -153,7 +170,10 @@ pub async fn discard_never_touches_finished_objects(b: &impl Backend) {
         let data = random_bytes(3 * CHUNK + 17, 6);
         let mut s = uploaded(b, &data).await;
         let key = s.object_key();
-        app.blobs.finish(&s, &key).await.unwrap();
+        app.blobs
+            .finish(&s, &key, MetadataPolicy::Strip)
+            .await
+            .unwrap();
         // An object of a media made from a URL, stored whole.
         app.blobs
             .put_object(
@@ -220,6 +240,83 @@ pub async fn after_commit_with_nothing_staged_does_nothing(b: &impl Backend) {
         send_chunk(app, &mut s, chunk).await;
     }
     let key = s.object_key();
-    app.blobs.finish(&s, &key).await.unwrap();
+    app.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
     assert_object(b, &key, &data).await;
+}
+
+/// Phone photos (issue 14), uploaded through the chunk handler in small chunks.
+fn phone_photos() -> [(&'static str, Vec<u8>); 3] {
+    use crate::photos::{phone_jpeg, phone_png, phone_webp};
+    [
+        ("image/jpeg", phone_jpeg(Some(6))),
+        ("image/png", phone_png(Some(6))),
+        ("image/webp", phone_webp(Some(6))),
+    ]
+}
+
+async fn uploaded_photo(b: &impl Backend, photo: &[u8]) -> UploadSession {
+    let app = b.app();
+    let id = crate::handlers::upload(app, photo, &[1000], photo.len()).await;
+    app.uploads.get_upload(&id).await.unwrap().unwrap()
+}
+
+pub async fn photos_are_stored_without_their_metadata(b: &impl Backend) {
+    use crate::photos::{decoded, secrets_in};
+    use media_shared::domain::image_metadata::strip;
+    for (mime, photo) in phone_photos() {
+        let s = uploaded_photo(b, &photo).await;
+        assert_eq!(s.content.mime, mime);
+        let key = s.object_key();
+        // Nothing is served before completion, with or without metadata.
+        assert_eq!(b.object(&key).await, None, "{mime}");
+        let size = b
+            .app()
+            .blobs
+            .finish(&s, &key, MetadataPolicy::Strip)
+            .await
+            .unwrap();
+        let stored = b.object(&key).await.expect("the finished object");
+        assert_eq!(size, stored.len() as u64, "{mime}: the size answered");
+        assert_eq!(Some(stored.clone()), strip(mime, &photo), "{mime}");
+        assert_eq!(secrets_in(&stored), Vec::<String>::new(), "{mime}");
+        assert!(
+            decoded(&stored) == decoded(&photo),
+            "{mime}: pixels or orientation changed"
+        );
+        // A retried completion: the same object, the same size.
+        let again = b.app().blobs.finish(&s, &key, MetadataPolicy::Strip).await;
+        assert_eq!(again.unwrap(), size, "{mime}");
+        assert_object(b, &key, &stored).await;
+        assert_nothing_staged(b, &s).await;
+    }
+}
+
+pub async fn photos_are_stored_as_uploaded_when_metadata_is_kept(b: &impl Backend) {
+    for (mime, photo) in phone_photos() {
+        let s = uploaded_photo(b, &photo).await;
+        let key = s.object_key();
+        let size = b
+            .app()
+            .blobs
+            .finish(&s, &key, MetadataPolicy::Keep)
+            .await
+            .unwrap();
+        assert_eq!(size, photo.len() as u64, "{mime}");
+        assert_object(b, &key, &photo).await;
+        assert_nothing_staged(b, &s).await;
+    }
+}
+
+pub async fn discard_frees_a_fully_received_photo(b: &impl Backend) {
+    for (mime, photo) in phone_photos() {
+        let s = uploaded_photo(b, &photo).await;
+        assert_ne!(b.staged(&s.id).await, Vec::<String>::new(), "{mime}");
+        b.app().blobs.discard(&s).await.unwrap();
+        b.app().blobs.discard(&s).await.unwrap();
+        assert_nothing_staged(b, &s).await;
+        assert_eq!(b.object(&s.object_key()).await, None, "{mime}");
+    }
 }

@@ -1,4 +1,4 @@
-//! `MediaStore`: an atomic id counter, media records, and clicks.
+//! `MediaStore`: unique media ids, media records, and clicks.
 
 use media_shared::domain::{Click, MediaRecord, MediaType};
 use time::OffsetDateTime;
@@ -9,26 +9,24 @@ fn at() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
 }
 
+/// Concurrent callers of one store (one process) get unique positive ids, and a call made after
+/// them gets a larger one. Both backends give a fresh store 1 first (the local counter counts from 1,
+/// the AWS one hands out its first block from 1); the contract allows gaps, so nothing more is
+/// asked. On moto the callers really run together: the AWS adapter reserves blocks under its own
+/// lock, so moto's non-atomic `ADD` (see `shared/tests/aws_scale.rs`, which tests several processes)
+/// is never raced here.
 pub async fn ids_are_unique_and_increasing_under_concurrency(b: &impl Backend) {
     let store = b.app().media.clone();
-    let mut ids = Vec::new();
-    if let Some(why) = b.counter_race_unobservable() {
-        eprintln!("concurrency not exercised here: {why}; 20 callers take turns");
-        for _ in 0..20 {
-            ids.push(store.next_media_id().await.unwrap());
-        }
-    } else {
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..20 {
-            let store = store.clone();
-            tasks.spawn(async move { store.next_media_id().await.unwrap() });
-        }
-        ids = tasks.join_all().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        tasks.spawn(async move { store.next_media_id().await.unwrap() });
     }
-    ids.sort();
-    // A fresh store counts from 1, and no two callers get the same number.
-    assert_eq!(ids, (1..=20).collect::<Vec<u64>>());
-    assert_eq!(store.next_media_id().await.unwrap(), 21);
+    let ids: std::collections::BTreeSet<u64> = tasks.join_all().await.into_iter().collect();
+    assert_eq!(ids.len(), 20, "an id handed out twice: {ids:?}");
+    assert_eq!(ids.first(), Some(&1), "{ids:?}");
+    let later = store.next_media_id().await.unwrap();
+    assert!(later > *ids.last().unwrap(), "{later} after {ids:?}");
 }
 
 pub async fn media_round_trip_and_put_replaces(b: &impl Backend) {

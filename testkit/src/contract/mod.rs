@@ -4,8 +4,8 @@
 //! `tests/port_contract_local.rs` and `tests/port_contract_aws.rs` through [`port_contract_tests!`].
 //!
 //! Every documented promise of a port has a test here: writes of sessions conditional on the version
-//! (and nothing written on a conflict), tolerant deletes, the expiry listing and its limit, the atomic
-//! media counter, per-user quotas of unfinished uploads, replace-only-if-present, chunk writes safe to repeat, idempotent finish, discard
+//! (and nothing written on a conflict), tolerant deletes, the expiry listing and its limit, unique
+//! media ids, per-user quotas of unfinished uploads, replace-only-if-present, chunk writes safe to repeat, idempotent finish, discard
 //! that frees everything an unfinished upload holds and never touches finished objects. Chunks are
 //! written through the real chunk handler (`handlers::send_chunk`), so the sequence under test is the
 //! service's own. What the stores hold is checked outside the port under test ([`Backend::staged`],
@@ -39,10 +39,6 @@ pub trait Backend: Send + Sync {
     async fn object(&self, key: &str) -> Option<Vec<u8>>;
     /// Every click recorded.
     async fn clicks(&self) -> Vec<Click>;
-    /// Why this backend's server cannot show the counter's atomicity under concurrency, if it cannot.
-    fn counter_race_unobservable(&self) -> Option<&'static str> {
-        None
-    }
 }
 
 pub struct Local {
@@ -126,7 +122,10 @@ impl Backend for Aws {
         let (s3, bucket) = (&self.0.clients.s3, &self.0.cfg.bucket);
         let mut out = aws::list_keys(s3, bucket, &format!("staging/{upload_id}/")).await;
         for (key, id) in aws::list_multipart_uploads(s3, bucket).await {
-            if key.starts_with(&format!("media/{upload_id}")) {
+            // At the final key, or (photos, assembled privately) under the staging prefix.
+            if key.starts_with(&format!("media/{upload_id}"))
+                || key.starts_with(&format!("staging/{upload_id}/"))
+            {
                 out.push(format!("multipart upload {id} of {key}"));
             }
         }
@@ -139,14 +138,6 @@ impl Backend for Aws {
 
     async fn clicks(&self) -> Vec<Click> {
         aws::clicks(&self.0.clients.dynamodb, &self.0.cfg.table).await
-    }
-
-    fn counter_race_unobservable(&self) -> Option<&'static str> {
-        // moto applies an UpdateItem's ADD as a read and a write in whichever of its request threads
-        // runs it, without a lock: two concurrent ADDs can both read n and both answer n + 1 (seen in
-        // this suite). DynamoDB's ADD is atomic, which moto cannot show, so on moto the callers take
-        // turns and only uniqueness and order are checked.
-        Some("moto's UpdateItem ADD is not atomic across its request threads")
     }
 }
 
@@ -190,6 +181,9 @@ macro_rules! port_contract_tests {
                 discard_never_touches_finished_objects,
                 whole_objects_round_trip,
                 after_commit_with_nothing_staged_does_nothing,
+                photos_are_stored_without_their_metadata,
+                photos_are_stored_as_uploaded_when_metadata_is_kept,
+                discard_frees_a_fully_received_photo,
             }
         );
     };

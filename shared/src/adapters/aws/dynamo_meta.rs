@@ -7,17 +7,21 @@
 //! byte count on the condition that both are still under the quota (racing creators are serialised
 //! by DynamoDB), and `DELETE` from the set on the condition that the id is in it (so that freeing is
 //! idempotent, whether the completion, the sweep or a TTL record gets there first or twice).
+//!
+//! Nothing the whole service does lands on one item: media ids come from the counter item in blocks
+//! per process (one write per `id_block` media), and the sweep finds expired sessions through a
+//! sharded sparse index instead of a Scan (`items` describes both).
 
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use aws_sdk_dynamodb::Client;
 
 use super::items::{self, decode, n, s, Item};
-use crate::domain::upload::UploadSession;
+use crate::domain::upload::{UploadSession, UploadStatus};
 use crate::domain::{Click, MediaRecord, StoreError, UserQuota};
 use crate::ports::{MediaStore, UploadStore};
 
@@ -31,9 +35,27 @@ pub struct DynamoMeta {
     /// requests in one process could pass a quota together there. One Lambda process handles one
     /// request at a time; `media-local` on this backend handles many.
     quota_locks: Arc<[tokio::sync::Mutex<()>]>,
+    /// Media ids reserved from the counter item and not handed out yet, shared by the clones of this
+    /// value (one process); the lock also makes concurrent callers wait for one reservation, rather
+    /// than each reserving a block of its own.
+    ids: Arc<tokio::sync::Mutex<IdBlock>>,
+    id_block: u64,
 }
 
 const QUOTA_LOCK_STRIPES: usize = 16;
+
+/// BatchGetItem's limit of keys per request.
+const MAX_BATCH_GET: usize = 100;
+
+/// Media ids a process reserves at once when none is given (`AwsConfig::id_block`).
+pub const DEFAULT_ID_BLOCK: u64 = 100;
+
+/// The ids this process reserved and has not handed out yet: `next..=last` (empty when `next > last`).
+#[derive(Debug)]
+struct IdBlock {
+    next: u64,
+    last: u64,
+}
 
 /// Any SDK failure that is not a failed condition: kept as the typed error, with what we were doing.
 fn backend<E, R>(what: &'static str) -> impl FnOnce(SdkError<E, R>) -> StoreError
@@ -52,7 +74,53 @@ impl DynamoMeta {
             quota_locks: (0..QUOTA_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            ids: Arc::new(tokio::sync::Mutex::new(IdBlock { next: 1, last: 0 })),
+            id_block: DEFAULT_ID_BLOCK,
         }
+    }
+
+    /// Media ids are reserved `size` at a time (at least 1): one counter write per `size` media.
+    pub fn with_id_block(mut self, size: u64) -> Self {
+        self.id_block = size.max(1);
+        self
+    }
+
+    /// Reserves the next `id_block` ids with one atomic `ADD` on the counter item: every process
+    /// gets a range no other process gets, above every range reserved before it.
+    async fn reserve_ids(&self) -> Result<IdBlock, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(items::PK, s(items::MEDIA_COUNTER_PK))
+            .update_expression("ADD #n :block")
+            .expression_attribute_names("#n", items::COUNTER)
+            .expression_attribute_values(":block", n(self.id_block))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(backend("DynamoDB UpdateItem of the media counter"))?;
+        let raw = out
+            .attributes()
+            .and_then(|a| a.get(items::COUNTER))
+            .and_then(|v| v.as_n().ok())
+            .ok_or_else(|| anyhow!("the media counter update returned no number"))?;
+        let last: u64 = raw
+            .parse()
+            .with_context(|| format!("the media counter holds {raw:?}"))?;
+        // Below the block size the counter was not ours to count (negative or reset): ids 0 or
+        // below, or ids handed out before, could follow.
+        if last < self.id_block {
+            return Err(anyhow!(
+                "the media counter holds {last} after adding {}",
+                self.id_block
+            )
+            .into());
+        }
+        Ok(IdBlock {
+            next: last - self.id_block + 1,
+            last,
+        })
     }
 
     async fn quota_lock(&self, user: &str) -> tokio::sync::MutexGuard<'_, ()> {
@@ -62,6 +130,48 @@ impl DynamoMeta {
         self.quota_locks[h.finish() as usize % QUOTA_LOCK_STRIPES]
             .lock()
             .await
+    }
+
+    /// Strongly consistent reads of the items with these keys (at most 100, BatchGetItem's limit),
+    /// in no particular order; keys without an item are left out. Keys DynamoDB leaves unprocessed
+    /// (throttling) are asked for again.
+    async fn get_items(&self, mut keys: Vec<AttributeValue>) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        while !keys.is_empty() {
+            let ask = KeysAndAttributes::builder()
+                .set_keys(Some(
+                    keys.drain(..)
+                        .map(|k| Item::from([(items::PK.to_string(), k)]))
+                        .collect(),
+                ))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Backend(anyhow::Error::new(e)))?;
+            let page = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, ask)
+                .send()
+                .await
+                .map_err(backend("DynamoDB BatchGetItem of upload sessions"))?;
+            if let Some(mut found) = page.responses {
+                out.extend(found.remove(&self.table).unwrap_or_default());
+            }
+            if let Some(left) = page
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+            {
+                keys = left
+                    .keys
+                    .into_iter()
+                    .filter_map(|mut k| k.remove(items::PK))
+                    .collect();
+                if !keys.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A strongly consistent read: the version we read is the one our next conditional write expects.
@@ -222,40 +332,52 @@ impl UploadStore for DynamoMeta {
         }
     }
 
-    /// A filtered Scan reads the whole table, which is fine for a sweep over a table of this size.
-    /// The scale-up path is a sparse GSI keyed on an attribute only unfinished sessions carry (e.g.
-    /// a constant shard key plus `expires_ms` as sort key): a Query then reads only expired sessions.
+    /// A Query per shard of the sparse index of unfinished sessions (`items::EXPIRY_INDEX`), for
+    /// expiries before `now_ms`: a sweep reads the sessions it is about to free and nothing of the
+    /// completed media, clicks and quotas around them. The index is eventually consistent and keeps
+    /// keys only, so every session found is read again, strongly consistently (`BatchGetItem`), and
+    /// answered as it stands now: one gone or completed meanwhile is left out, and the version the
+    /// sweep's conditional delete expects is the current one (a lease taken since is seen).
     async fn list_expired(
         &self,
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<UploadSession>, StoreError> {
         let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        while out.len() < limit {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("#k = :upload AND #e < :now")
-                .expression_attribute_names("#k", items::KIND)
-                .expression_attribute_names("#e", items::EXPIRES_MS)
-                .expression_attribute_values(":upload", s(items::KIND_UPLOAD))
-                .expression_attribute_values(":now", n(now_ms))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(backend("DynamoDB Scan for expired uploads"))?;
-            for item in page.items() {
-                if out.len() >= limit {
-                    break;
+        for shard in 0..items::EXPIRY_SHARDS {
+            let mut start: Option<Item> = None;
+            while out.len() < limit {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(items::EXPIRY_INDEX)
+                    .key_condition_expression("#sh = :shard AND #e < :now")
+                    .expression_attribute_names("#sh", items::EXPIRY_SHARD)
+                    .expression_attribute_names("#e", items::EXPIRES_MS)
+                    .expression_attribute_values(":shard", n(shard))
+                    .expression_attribute_values(":now", n(now_ms))
+                    .limit((limit - out.len()).min(MAX_BATCH_GET) as i32)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(backend("DynamoDB Query of expired uploads"))?;
+                let keys: Vec<AttributeValue> = page
+                    .items()
+                    .iter()
+                    .filter_map(|i| i.get(items::PK).cloned())
+                    .collect();
+                for item in self.get_items(keys).await? {
+                    let session: UploadSession = decode(&item)?;
+                    let unfinished = !matches!(session.status, UploadStatus::Completed { .. });
+                    if unfinished && session.expires_at_ms < now_ms && out.len() < limit {
+                        out.push(session);
+                    }
                 }
-                out.push(decode(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
+                match page.last_evaluated_key {
+                    Some(k) if !k.is_empty() => start = Some(k),
+                    _ => break,
+                }
             }
         }
         Ok(out)
@@ -264,28 +386,19 @@ impl UploadStore for DynamoMeta {
 
 #[async_trait]
 impl MediaStore for DynamoMeta {
-    /// `ADD` on one counter item is atomic in DynamoDB: every caller gets its own, larger number.
+    /// From this process's block of ids, reserving the next block when it is used up: the counter
+    /// item takes one write per block, not one per media, so it stays far below one partition's
+    /// write rate (1000/s) whatever the service's rate of creations. Ids are unique (blocks never
+    /// overlap: `ADD` is atomic), increasing within a process and roughly increasing across
+    /// processes (each hands out its own block). What a process has not handed out when it ends (a
+    /// crash, a Lambda environment shut down) is never handed out: gaps, never duplicates.
     async fn next_media_id(&self) -> Result<u64, StoreError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(items::PK, s(items::MEDIA_COUNTER_PK))
-            .update_expression("ADD #n :one")
-            .expression_attribute_names("#n", items::COUNTER)
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(backend("DynamoDB UpdateItem of the media counter"))?;
-        let raw = out
-            .attributes()
-            .and_then(|a| a.get(items::COUNTER))
-            .and_then(|v| v.as_n().ok())
-            .ok_or_else(|| anyhow!("the media counter update returned no number"))?;
-        let id = raw
-            .parse()
-            .with_context(|| format!("the media counter holds {raw:?}"))?;
+        let mut block = self.ids.lock().await;
+        if block.next > block.last {
+            *block = self.reserve_ids().await?;
+        }
+        let id = block.next;
+        block.next += 1;
         Ok(id)
     }
 

@@ -4,16 +4,28 @@
 //!
 //! | pk               | attributes                                                                     |
 //! |------------------|--------------------------------------------------------------------------------|
-//! | `upload#<id>`    | `data` (session JSON), `version`, `expires_at` (TTL, s), `expires_ms`, `kind`  |
+//! | `upload#<id>`    | `data` (session JSON), `version`, `expires_at` (TTL, s), `expires_ms`, `kind`; |
+//! |                  | `expiry_shard` while unfinished (not `Completed`)                              |
 //! | `media#<id>`     | `data` (media JSON), `kind`, `media_type`                                      |
 //! | `click#<uuid>`   | `data` (click JSON), `media_id`, `kind`                                        |
-//! | `counter#media`  | `n`: the last media id handed out                                              |
+//! | `counter#media`  | `n`: the last media id reserved (processes take blocks of ids from it)         |
 //! | `quota#<user>`   | `open_ids` (string set of the user's unfinished upload ids), `open_bytes`, `kind` |
 //!
 //! Records are stored whole as JSON so that the domain types stay the schema; only what a condition,
 //! a filter or TTL needs is lifted into top-level attributes: `version` (conditional writes),
-//! `expires_at` (the table's TTL attribute), `expires_ms` and `kind` (the sweep's scan), `kind` and
-//! `media_type` (the thumbnail function's stream filter in template.yaml, which must agree with this).
+//! `expires_at` (the table's TTL attribute), `expiry_shard` and `expires_ms` (the key of the sweep's
+//! index), `kind` and `media_type` (the thumbnail function's stream filter in template.yaml, which must
+//! agree with this).
+//!
+//! The sweep's index, `EXPIRY_INDEX` (declared in template.yaml and `setup`), is sparse: partition key
+//! `expiry_shard`, sort key `expires_ms`, keys only. Only unfinished sessions carry `expiry_shard`, so
+//! the index holds exactly the sessions a sweep may have to free, and a completed session leaves it
+//! with the write that completes it (its record goes later, by TTL). Chunk writes change neither key
+//! attribute, so they cost the index nothing; it is written when a session is created, completed and
+//! deleted. The shard spreads those writes over `EXPIRY_SHARDS` index partitions: with one constant
+//! key every session creation in the service would land on one index partition, whose writes cannot be
+//! split by a sort key that only grows (expiry = now + TTL), capping the service near 1000 sessions
+//! per second; a sweep pays one small Query per shard instead.
 
 use std::collections::HashMap;
 
@@ -22,7 +34,7 @@ use aws_lambda_events::dynamodb::EventRecord;
 use aws_lambda_events::streams::DynamoDbBatchItemFailure;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::domain::upload::UploadSession;
+use crate::domain::upload::{UploadSession, UploadStatus};
 use crate::domain::{Click, MediaRecord, MediaType, StoreError};
 
 /// An item as the SDK reads and writes it.
@@ -38,6 +50,8 @@ pub const VERSION: &str = "version";
 pub const EXPIRES_AT: &str = "expires_at";
 /// A session's expiry in epoch milliseconds, for the sweep's scan.
 pub const EXPIRES_MS: &str = "expires_ms";
+/// An unfinished session's shard of the sweep's index, `0..EXPIRY_SHARDS`; absent once completed.
+pub const EXPIRY_SHARD: &str = "expiry_shard";
 /// `upload`, `media`, `click` or `quota`.
 pub const KIND: &str = "kind";
 /// A media's type as the API names it (`image`, `doc`, ...).
@@ -55,7 +69,13 @@ pub const KIND_MEDIA: &str = "media";
 pub const KIND_CLICK: &str = "click";
 pub const KIND_QUOTA: &str = "quota";
 
-/// The one item holding the last media id handed out.
+/// The global secondary index of unfinished sessions by expiry (keys only).
+pub const EXPIRY_INDEX: &str = "unfinished-by-expiry";
+/// How many partition key values the index spreads sessions over. May grow (the sweep queries every
+/// shard below it), never shrink while sessions with a higher shard exist (they would only go by TTL).
+pub const EXPIRY_SHARDS: u32 = 16;
+
+/// The one item holding the last media id reserved.
 pub const MEDIA_COUNTER_PK: &str = "counter#media";
 
 /// Key prefixes, one per kind of item.
@@ -81,6 +101,15 @@ pub fn new_click_pk() -> String {
     format!("{CLICK_PREFIX}{}", uuid::Uuid::new_v4().simple())
 }
 
+/// The index shard of a session: a stable hash of its id, so that its writes always agree.
+pub fn expiry_shard(upload_id: &str) -> u32 {
+    // FNV-1a: stable across processes and Rust versions (std's hasher is neither promised).
+    let h = upload_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (h % u64::from(EXPIRY_SHARDS)) as u32
+}
+
 pub fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
@@ -104,7 +133,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, StoreErr
 }
 
 pub fn session_item(session: &UploadSession) -> Result<Item, StoreError> {
-    Ok(HashMap::from([
+    let mut item = HashMap::from([
         (PK.to_string(), s(upload_pk(&session.id))),
         (DATA.to_string(), encode(session)?),
         (VERSION.to_string(), n(session.version)),
@@ -116,7 +145,13 @@ pub fn session_item(session: &UploadSession) -> Result<Item, StoreError> {
         ),
         (EXPIRES_MS.to_string(), n(session.expires_at_ms)),
         (KIND.to_string(), s(KIND_UPLOAD)),
-    ]))
+    ]);
+    // In the sweep's index only while there is something to free: the whole item is written each
+    // time, so a completing write leaves the attribute out and the session leaves the index.
+    if !matches!(session.status, UploadStatus::Completed { .. }) {
+        item.insert(EXPIRY_SHARD.to_string(), n(expiry_shard(&session.id)));
+    }
+    Ok(item)
 }
 
 pub fn media_item(media: &MediaRecord) -> Result<Item, StoreError> {

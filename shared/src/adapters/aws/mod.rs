@@ -16,9 +16,12 @@ use crate::config::{bool_var, u64_var, url_var, ConfigError, Env};
 use crate::domain::limits::MIB;
 
 pub use client::AwsClients;
-pub use dynamo_meta::DynamoMeta;
+pub use dynamo_meta::{DynamoMeta, DEFAULT_ID_BLOCK};
 pub use s3_blobs::{staging_prefix, S3Blobs, MAX_STAGED};
 pub use setup::{create_resources, put_bucket_cors};
+
+/// The largest block of media ids a process may reserve at once.
+pub const MAX_ID_BLOCK: u64 = 1_000_000;
 
 /// S3's minimum size of every part of a multipart upload but the last.
 pub const MIN_PART_SIZE: u64 = 5 * MIB;
@@ -37,6 +40,8 @@ pub struct AwsConfig {
     pub public_base_url: Option<String>,
     /// Path-style S3 addressing (`http://host/bucket/key`), needed for servers on an IP address.
     pub force_path_style: bool,
+    /// Media ids a process reserves from the table's counter at once (`DynamoMeta::with_id_block`).
+    pub id_block: u64,
 }
 
 impl AwsConfig {
@@ -54,8 +59,22 @@ impl AwsConfig {
             part_size,
             public_base_url: url_var(env, "MEDIA_PUBLIC_BASE_URL")?,
             force_path_style: bool_var(env, "MEDIA_S3_FORCE_PATH_STYLE", false)?,
+            id_block: id_block(env)?,
         })
     }
+}
+
+fn id_block(env: &dyn Env) -> Result<u64, ConfigError> {
+    let size = u64_var(env, "MEDIA_ID_BLOCK", DEFAULT_ID_BLOCK, 1)?;
+    // Up to a million ids unused per process that ends: still gaps only, far from 2^53 (the largest
+    // integer a JavaScript client reads exactly) at any realistic rate.
+    if size > MAX_ID_BLOCK {
+        return Err(ConfigError {
+            var: "MEDIA_ID_BLOCK",
+            message: format!("{size} is above the maximum of {MAX_ID_BLOCK}"),
+        });
+    }
+    Ok(size)
 }
 
 fn required(env: &dyn Env, var: &'static str) -> Result<String, ConfigError> {
@@ -89,6 +108,7 @@ mod tests {
                 part_size: 5 * MIB,
                 public_base_url: Some("https://cdn.example.com".into()),
                 force_path_style: true,
+                id_block: 100,
             }
         );
     }
@@ -114,6 +134,14 @@ mod tests {
         assert_eq!(
             err(&[base[0], base[1], ("MEDIA_S3_FORCE_PATH_STYLE", "maybe")]),
             "MEDIA_S3_FORCE_PATH_STYLE"
+        );
+        assert_eq!(
+            err(&[base[0], base[1], ("MEDIA_ID_BLOCK", "0")]),
+            "MEDIA_ID_BLOCK"
+        );
+        assert_eq!(
+            err(&[base[0], base[1], ("MEDIA_ID_BLOCK", "1000001")]),
+            "MEDIA_ID_BLOCK"
         );
         assert_eq!(
             err(&[base[0], base[1], ("MEDIA_PUBLIC_BASE_URL", "cdn")]),

@@ -15,6 +15,14 @@
 //! The object's headers (`ObjectHeaders`: type, cache control, download name) are given to the request
 //! that creates it, so it never exists without them.
 //!
+//! A photo (`image_metadata::applies`) is assembled elsewhere: its multipart upload is opened at a
+//! private key under its staging prefix (`assembly_key`), because its metadata must be stripped before
+//! anything under `media/` exists (issue 14: GPS positions). `finish` completes it there, reads it back
+//! (at most `max_image_bytes`, admission's limit for images), strips it (`image_metadata`) and writes
+//! the final object with one PutObject, with its headers. A retry after a crash anywhere in between
+//! finds the final object (PutObject is atomic, so it is whole) or redoes the steps, which write the
+//! same bytes; the assembled object goes with the staging prefix once the final one exists.
+//!
 //! Crash safety comes from never destroying what the committed session refers to: `write_chunk` only
 //! writes objects whose names are fixed by the chunk's offset (a retry overwrites the same object or
 //! part number) and that the committed session cannot refer to yet; staged chunks are deleted in
@@ -34,6 +42,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
 use super::AwsConfig;
+use crate::domain::image_metadata::{self, MetadataPolicy};
 use crate::domain::upload::{
     ChunkPlan, PartRecord, StagedChunk, StagingState, UploadSession, UploadStatus,
 };
@@ -84,6 +93,23 @@ pub fn staging_prefix(upload_id: &str) -> String {
 /// same key.
 fn staged_key(upload_id: &str, offset: u64) -> String {
     format!("{}{offset:020}", staging_prefix(upload_id))
+}
+
+/// Where the multipart upload of `session` is assembled: a photo, whose metadata `finish` strips, under
+/// its staging prefix (never served, removed with the staged chunks); anything else at its final key,
+/// so that completing stays one CompleteMultipartUpload whatever the file's size. Decided by the
+/// sniffed type alone, which every chunk and the completion agree on (the setting may change between
+/// them: a photo stored as uploaded is then copied from here once).
+fn assembly_key(session: &UploadSession) -> String {
+    if image_metadata::applies(&session.content.mime) {
+        format!(
+            "{}assembled.{}",
+            staging_prefix(&session.id),
+            session.content.extension()
+        )
+    } else {
+        session.object_key()
+    }
 }
 
 /// Compacted staged chunks covering `[start, end)`. Distinct from every key the committed session can
@@ -318,10 +344,62 @@ impl S3Blobs {
         }
     }
 
+    /// The photo assembled at `assembly` becomes `key`, stripped of its metadata if `metadata` says
+    /// so, in one PutObject with its headers: `key` never holds anything else.
+    async fn finish_assembled(
+        &self,
+        session: &UploadSession,
+        key: &str,
+        assembly: &str,
+        metadata: MetadataPolicy,
+    ) -> anyhow::Result<u64> {
+        // Written by an earlier attempt that crashed before recording it (PutObject is atomic: the
+        // object is there whole, or not at all).
+        if let Some(size) = self.head(key).await? {
+            return Ok(size);
+        }
+        let Some(upload_id) = &session.staging.multipart_upload_id else {
+            bail!("{assembly} was never assembled: the last chunk did not arrive");
+        };
+        // A photo whose upload began before photos were assembled privately (a deploy in the middle
+        // of it) has its multipart upload at the final key: completed there, it is readable
+        // unstripped until the PutObject below replaces it. Asked first rather than inferred from an
+        // error, because S3 compatibles differ on completing an upload under another key (moto
+        // completes it at its own key); one listing of one key per photo.
+        let source = if self.multipart_uploads(key).await?.contains(upload_id) {
+            tracing::warn!(
+                key,
+                "completing a photo upload opened at its final key by an earlier version"
+            );
+            key
+        } else {
+            assembly
+        };
+        self.complete_multipart(session, source, upload_id).await?;
+        // One byte more than the upload tells a wrong object from a whole one; images are at most
+        // `max_image_bytes` (admission), so this is bounded.
+        let body = self.read_head(source, session.total + 1).await?;
+        ensure!(
+            body.len() as u64 == session.total,
+            "{source} has {} bytes, expected {}",
+            body.len(),
+            session.total
+        );
+        let body = match image_metadata::apply(metadata, &session.content.mime, &body) {
+            Some(stripped) => Bytes::from(stripped),
+            None => body,
+        };
+        let size = body.len() as u64;
+        self.put_finished(key, body, &session.object_headers())
+            .await?;
+        Ok(size)
+    }
+
     /// After the object is whole, nothing of the upload may linger (and be billed until the bucket's
     /// lifecycle rules): multipart uploads opened by writes that crashed before their commit, and staged
     /// chunks whose merge committed but whose `after_commit` never ran (the commit's answer was lost).
     /// Best effort: a failure here leaves only garbage, which the lifecycle rules remove.
+    /// `key` is where the multipart uploads were opened (`assembly_key`).
     async fn tidy_after_finish(&self, session: &UploadSession, key: &str) {
         let strays = match self.multipart_uploads(key).await {
             Ok(strays) => strays,
@@ -485,7 +563,7 @@ impl BlobStore for S3Blobs {
             // one). The staged objects stay until `after_commit`: the committed session still
             // refers to them.
             let body = self.gather(&st.staged, data).await?;
-            let key = session.object_key();
+            let key = assembly_key(session);
             next.staged.clear();
             let upload_id = match &st.multipart_upload_id {
                 Some(id) => id.clone(),
@@ -543,34 +621,51 @@ impl BlobStore for S3Blobs {
         self.delete_keys(freed).await
     }
 
-    async fn finish(&self, session: &UploadSession, key: &str) -> anyhow::Result<()> {
-        // The bytes were written to `object_key()` as they arrived; a multipart upload cannot move.
+    async fn finish(
+        &self,
+        session: &UploadSession,
+        key: &str,
+        metadata: MetadataPolicy,
+    ) -> anyhow::Result<u64> {
+        // The bytes were written to `object_key()` (or assembled for it) as they arrived; a
+        // multipart upload cannot move.
         ensure!(
             key == session.object_key(),
             "S3 uploads are written to {}, not {key}",
             session.object_key()
         );
-        match &session.staging.multipart_upload_id {
-            // Written whole by PutObject with the last chunk: how versions before one-part multipart
-            // uploads stored small files; sessions they left are still completed.
-            None => match self.head(key).await? {
-                Some(size) if size == session.total => {}
-                Some(size) => bail!("{key} has {size} bytes, expected {}", session.total),
-                None => bail!("{key} was never written: the last chunk did not arrive"),
-            },
-            Some(upload_id) => self.complete_multipart(session, key, upload_id).await?,
-        }
-        self.tidy_after_finish(session, key).await;
-        Ok(())
+        let assembly = assembly_key(session);
+        let size = if assembly != key {
+            self.finish_assembled(session, key, &assembly, metadata)
+                .await?
+        } else {
+            match &session.staging.multipart_upload_id {
+                // Written whole by PutObject with the last chunk: how versions before one-part
+                // multipart uploads stored small files; sessions they left are still completed.
+                None => match self.head(key).await? {
+                    Some(size) if size == session.total => {}
+                    Some(size) => bail!("{key} has {size} bytes, expected {}", session.total),
+                    None => bail!("{key} was never written: the last chunk did not arrive"),
+                },
+                Some(upload_id) => self.complete_multipart(session, key, upload_id).await?,
+            }
+            session.total
+        };
+        self.tidy_after_finish(session, &assembly).await;
+        Ok(size)
     }
 
     async fn discard(&self, session: &UploadSession) -> anyhow::Result<()> {
         let key = session.object_key();
-        let mut uploads: BTreeSet<String> =
-            self.multipart_uploads(&key).await?.into_iter().collect();
+        let assembly = assembly_key(session);
+        let mut uploads: BTreeSet<String> = self
+            .multipart_uploads(&assembly)
+            .await?
+            .into_iter()
+            .collect();
         uploads.extend(session.staging.multipart_upload_id.clone());
         for upload_id in &uploads {
-            self.abort(&key, upload_id).await?;
+            self.abort(&assembly, upload_id).await?;
         }
         self.delete_prefix(&staging_prefix(&session.id)).await?;
         // A session that reached `Completing` may already have produced the object that a media

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus,
 };
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
@@ -24,7 +26,8 @@ use crate::cors::{self, Origins};
 const ABORT_UPLOADS_DAYS: i32 = 1;
 const EXPIRE_STAGING_DAYS: i32 = 2;
 
-/// Creates the bucket (with its lifecycle rules) and the table (with stream and TTL) if missing.
+/// Creates the bucket (with its lifecycle rules) and the table (with stream, TTL and the sweep's index)
+/// if missing.
 pub async fn create_resources(clients: &AwsClients, cfg: &AwsConfig) -> anyhow::Result<()> {
     create_bucket(&clients.s3, &cfg.bucket).await?;
     create_table(&clients.dynamodb, &cfg.table).await
@@ -133,15 +136,16 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Res
         }
     };
     if !exists {
+        let mut all_attributes = vec![AttributeDefinition::builder()
+            .attribute_name(items::PK)
+            .attribute_type(ScalarAttributeType::S)
+            .build()?];
+        all_attributes.extend(expiry_index_attributes()?);
         let res = db
             .create_table()
             .table_name(table)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(items::PK)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()?,
-            )
+            .set_attribute_definitions(Some(all_attributes))
+            .global_secondary_indexes(expiry_index()?)
             .key_schema(
                 KeySchemaElement::builder()
                     .attribute_name(items::PK)
@@ -171,6 +175,7 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Res
         }
     }
     wait_active(db, table).await?;
+    add_expiry_index(db, table).await?;
 
     let ttl = db
         .describe_time_to_live()
@@ -198,6 +203,96 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Res
             .with_context(|| format!("DynamoDB UpdateTimeToLive {table}"))?;
     }
     Ok(())
+}
+
+/// The key attributes of the sweep's index (`items::EXPIRY_INDEX`), as template.yaml declares them.
+fn expiry_index_attributes() -> anyhow::Result<Vec<AttributeDefinition>> {
+    Ok(vec![
+        AttributeDefinition::builder()
+            .attribute_name(items::EXPIRY_SHARD)
+            .attribute_type(ScalarAttributeType::N)
+            .build()?,
+        AttributeDefinition::builder()
+            .attribute_name(items::EXPIRES_MS)
+            .attribute_type(ScalarAttributeType::N)
+            .build()?,
+    ])
+}
+
+/// The sparse index of unfinished sessions by expiry, keys only (the sweep reads each session again,
+/// strongly consistently), as template.yaml declares it.
+fn expiry_index() -> anyhow::Result<GlobalSecondaryIndex> {
+    Ok(GlobalSecondaryIndex::builder()
+        .index_name(items::EXPIRY_INDEX)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(items::EXPIRY_SHARD)
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(items::EXPIRES_MS)
+                .key_type(KeyType::Range)
+                .build()?,
+        )
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()?)
+}
+
+/// A table made before the index existed gets it (DynamoDB backfills it from the items: sessions
+/// written since carry the shard; older ones are left to TTL). Waits until the index is usable.
+async fn add_expiry_index(db: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Result<()> {
+    let has_index = |t: &aws_sdk_dynamodb::types::TableDescription| {
+        t.global_secondary_indexes()
+            .iter()
+            .find(|i| i.index_name() == Some(items::EXPIRY_INDEX))
+            .map(|i| i.index_status().cloned())
+    };
+    let out = db
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .with_context(|| format!("DynamoDB DescribeTable {table}"))?;
+    if out.table().and_then(has_index).is_none() {
+        let index = expiry_index()?;
+        let create = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(index.index_name)
+            .set_key_schema(Some(index.key_schema))
+            .set_projection(index.projection)
+            .build()?;
+        db.update_table()
+            .table_name(table)
+            .set_attribute_definitions(Some(expiry_index_attributes()?))
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(create).build(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("DynamoDB UpdateTable {table}: adding the sweep's index"))?;
+    }
+    for _ in 0..1200 {
+        let out = db
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .with_context(|| format!("DynamoDB DescribeTable {table}"))?;
+        // moto reports no index status; AWS reports CREATING, then ACTIVE.
+        match out.table().and_then(has_index) {
+            Some(None | Some(IndexStatus::Active)) => return Ok(()),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    bail!(
+        "the index {} of {table} did not become active within ten minutes",
+        items::EXPIRY_INDEX
+    )
 }
 
 /// A new table takes a few seconds to become usable on AWS (moto: none).

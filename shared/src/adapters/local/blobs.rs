@@ -1,6 +1,8 @@
 //! Upload bytes on the local disk. An unfinished upload is one sparse file written at each chunk's
 //! offset (`partial/<upload_id>`), so a retried chunk simply overwrites the same range, and finishing
-//! is a rename into `objects/<key>`: no byte is copied twice.
+//! is a rename into `objects/<key>`: no byte is copied twice. A photo whose metadata is stripped
+//! (`domain::image_metadata`) is the exception: its rewritten bytes go to `partial/<upload_id>.stripped`
+//! and that file is renamed into `objects/` instead.
 //!
 //! Each finished object has its headers (`ObjectHeaders`) and MD5 in `headers/<key>.json`, written
 //! before the object appears and removed after it is gone, which is what `/files/` serves it with
@@ -17,6 +19,7 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::image_metadata::{self, MetadataPolicy};
 use crate::domain::sniff::mime_for_extension;
 use crate::domain::upload::{ChunkPlan, StagingState, UploadSession};
 use crate::domain::ObjectHeaders;
@@ -167,6 +170,11 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
+/// Where the stripped copy of a partial file is written before it becomes the object.
+fn stripped_path(partial: &Path) -> PathBuf {
+    partial.with_extension("stripped")
+}
+
 fn ignore_missing(r: std::io::Result<()>) -> std::io::Result<()> {
     match r {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -204,34 +212,72 @@ impl BlobStore for LocalBlobs {
         Ok(session.staging.clone())
     }
 
-    async fn finish(&self, session: &UploadSession, key: &str) -> anyhow::Result<()> {
+    async fn finish(
+        &self,
+        session: &UploadSession,
+        key: &str,
+        metadata: MetadataPolicy,
+    ) -> anyhow::Result<u64> {
         let partial = self.partial(&session.id);
+        let stripped = stripped_path(&partial);
         let object = self.object(key)?;
         let sidecar = self.sidecar(key)?;
         let (headers, md5) = (session.object_headers(), session.md5.hex_digest()?);
         let total = session.total;
+        let mime = session.content.mime.clone();
+        let rewrite = metadata == MetadataPolicy::Strip && image_metadata::applies(&mime);
         blocking(move || {
-            let file = match std::fs::OpenOptions::new().write(true).open(&partial) {
+            let file = match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&partial)
+            {
                 Ok(f) => f,
                 // Finished by an earlier attempt that crashed before recording it.
-                Err(e) if e.kind() == ErrorKind::NotFound && object.exists() => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound && object.exists() => {
+                    return Ok(std::fs::metadata(&object)?.len());
+                }
                 Err(e) => return Err(e).with_context(|| format!("opening {}", partial.display())),
             };
             // An uncommitted write of a crashed request may have run past the end; cut it off.
             file.set_len(total)?;
+            if rewrite {
+                // A photo: at most `max_image_bytes` (admission), read once.
+                let mut bytes = Vec::with_capacity(usize::try_from(total)?);
+                (&file).take(total).read_to_end(&mut bytes)?;
+                if let Some(clean) = image_metadata::strip(&mime, &bytes) {
+                    // Written beside the partial file and renamed into place, so the object appears
+                    // whole and stripped. The partial file goes last: a retry after a crash before
+                    // that strips it again, to the same bytes (the rewrite is deterministic).
+                    std::fs::write(&stripped, &clean)
+                        .with_context(|| format!("writing {}", stripped.display()))?;
+                    std::fs::File::open(&stripped)?.sync_all()?;
+                    write_sidecar(&sidecar, headers, hex::encode(Md5::digest(&clean)))?;
+                    std::fs::create_dir_all(object.parent().context("object path has a parent")?)?;
+                    std::fs::rename(&stripped, &object)?;
+                    std::fs::remove_file(&partial)?;
+                    return Ok(clean.len() as u64);
+                }
+            }
             file.sync_all()?;
             // Headers first: the object is never served without them.
             write_sidecar(&sidecar, headers, md5)?;
             std::fs::create_dir_all(object.parent().context("object path has a parent")?)?;
             std::fs::rename(&partial, &object)?;
-            Ok(())
+            // A copy a crashed attempt under another setting left behind.
+            ignore_missing(std::fs::remove_file(&stripped))?;
+            Ok(total)
         })
         .await
     }
 
     async fn discard(&self, session: &UploadSession) -> anyhow::Result<()> {
         let partial = self.partial(&session.id);
-        blocking(move || Ok(ignore_missing(std::fs::remove_file(partial))?)).await
+        blocking(move || {
+            ignore_missing(std::fs::remove_file(stripped_path(&partial)))?;
+            Ok(ignore_missing(std::fs::remove_file(partial))?)
+        })
+        .await
     }
 
     async fn read_head(&self, key: &str, len: u64) -> anyhow::Result<Bytes> {
@@ -284,7 +330,8 @@ impl BlobStore for LocalBlobs {
 impl LocalBlobs {
     /// Whether an unfinished upload still holds bytes on disk (for tests of cleanup).
     pub fn has_partial(&self, upload_id: &str) -> bool {
-        self.partial(upload_id).exists()
+        let partial = self.partial(upload_id);
+        partial.exists() || stripped_path(&partial).exists()
     }
 }
 
