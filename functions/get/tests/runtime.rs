@@ -277,7 +277,7 @@ async fn the_built_get_function_answers_api_gateway_events_through_the_runtime_a
         // No authorizer ran and the function has no key of its own: the token is not trusted.
         (
             401,
-            json!({"errors": [{"code": "not_authenticated", "message": "the token cannot be verified: no authorizer checked it and MEDIA_JWT_SECRET is not set"}]}),
+            json!({"errors": [{"code": "not_authenticated", "message": "the token cannot be verified: no authorizer checked it and neither MEDIA_JWT_SECRET nor MEDIA_JWT_JWKS_URL is set"}]}),
         ),
     ];
     for ((want_id, _), (status, body)) in events.iter().zip(expected) {
