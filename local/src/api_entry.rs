@@ -44,7 +44,7 @@ pub async fn api(
     let caller = state.auth.caller(&parts.headers).await;
     let endpoint = match routes::admit(&parts.method, parts.uri.path(), &caller) {
         Ok(e) => e,
-        Err(refused) => return into_axum(refused.into_response()),
+        Err(refused) => return refuse(&state.app, refused.into_response()),
     };
     let (limit, limits) = (body_limit(endpoint, &state.app.limits), &state.app.limits);
     let too_large = || too_large(endpoint, limits);
@@ -54,7 +54,7 @@ pub async fn api(
     );
     let body = match read.await {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => return into_axum(response::error(&e)),
+        Ok(Err(e)) => return refuse(&state.app, response::error(&e)),
         Err(_) => {
             let e = ApiError::http(
                 408,
@@ -64,7 +64,7 @@ pub async fn api(
                     state.body_timeout.as_secs()
                 ),
             );
-            let mut resp = into_axum(response::error(&e));
+            let mut resp = refuse(&state.app, response::error(&e));
             resp.headers_mut().insert(
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),
@@ -79,9 +79,12 @@ pub async fn api(
     let handler = tokio::spawn(async move { routes::dispatch(endpoint, &app, req).await });
     match handler.await {
         Ok(resp) => into_axum(resp),
-        Err(e) => into_axum(response::error(&ApiError::Internal(
-            anyhow::Error::new(e).context("the handler's task"),
-        ))),
+        Err(e) => refuse(
+            &state.app,
+            response::error(&ApiError::Internal(
+                anyhow::Error::new(e).context("the handler's task"),
+            )),
+        ),
     }
 }
 
@@ -105,6 +108,12 @@ fn too_large(endpoint: Endpoint, limits: &Limits) -> ApiError {
             format!("the request body is larger than the maximum of {FORM_BODY_MAX} bytes"),
         ),
     }
+}
+
+/// An answer given before the handler ran, counted as the handlers' refusals are.
+fn refuse(app: &App, resp: http::Response<Bytes>) -> axum::response::Response {
+    routes::count_refusal(app, &resp);
+    into_axum(resp)
 }
 
 fn into_axum(resp: http::Response<Bytes>) -> axum::response::Response {

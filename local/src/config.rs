@@ -33,19 +33,16 @@ pub struct LocalConfig {
     pub connections: ConnectionLimits,
     /// `MEDIA_WEBHOOK_URL` and `MEDIA_WEBHOOK_SECRET`: where the platform's events are POSTed.
     pub webhook: Option<WebhookConfig>,
+    /// `MEDIA_METRICS_LISTEN`: where `/metrics` is served (Prometheus text); `None`, the default:
+    /// nowhere, and nothing is counted (see `metrics` for why).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub const DEV_SECRET: &str = "media-local-development-secret";
 
 impl LocalConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
-        let listen = match env.get("MEDIA_LISTEN") {
-            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
-            Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
-                var: "MEDIA_LISTEN",
-                message: format!("{raw:?} is not an address like 127.0.0.1:8080"),
-            })?,
-        };
+        let listen = address(env, "MEDIA_LISTEN")?.unwrap_or(([127, 0, 0, 1], 8080).into());
         Ok(LocalConfig {
             listen,
             jwt_secret: env.get("MEDIA_JWT_SECRET"),
@@ -57,8 +54,20 @@ impl LocalConfig {
             backend: Backend::from_env(env)?,
             connections: ConnectionLimits::from_env(env)?,
             webhook: WebhookConfig::from_env(env)?,
+            metrics_listen: address(env, "MEDIA_METRICS_LISTEN")?,
         })
     }
+}
+
+fn address(env: &dyn Env, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
+    env.get(var)
+        .map(|raw| {
+            raw.trim().parse().map_err(|_| ConfigError {
+                var,
+                message: format!("{raw:?} is not an address like 127.0.0.1:8080"),
+            })
+        })
+        .transpose()
 }
 
 #[cfg(test)]
@@ -101,5 +110,10 @@ mod tests {
         assert_eq!(c.cors_origins, Origins::Loopback);
         let e = LocalConfig::from_env(&[("MEDIA_CORS_ORIGINS", "https://a.example/")]).unwrap_err();
         assert_eq!(e.var, "MEDIA_CORS_ORIGINS");
+        assert_eq!(c.metrics_listen, None);
+        let e = LocalConfig::from_env(&[("MEDIA_METRICS_LISTEN", "9464")]).unwrap_err();
+        assert_eq!(e.var, "MEDIA_METRICS_LISTEN");
+        let c = LocalConfig::from_env(&[("MEDIA_METRICS_LISTEN", "127.0.0.1:9464")]).unwrap();
+        assert_eq!(c.metrics_listen, Some(([127, 0, 0, 1], 9464).into()));
     }
 }

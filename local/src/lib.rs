@@ -7,6 +7,7 @@ pub mod control;
 pub mod cors;
 pub mod files;
 pub mod guards;
+pub mod metrics;
 pub mod server;
 pub mod try_it;
 pub mod uploader;

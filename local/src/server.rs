@@ -32,6 +32,8 @@ pub struct Running {
     task: tokio::task::JoinHandle<()>,
     /// `server.json` in the data directory, for `media-local sweep` (embedded backend only).
     _control: Option<control::Published>,
+    /// The `/metrics` listener (`MEDIA_METRICS_LISTEN`), stopped with the server.
+    pub metrics: Option<crate::metrics::MetricsServer>,
 }
 
 /// Opens the stores, binds the port and serves until `Running::stop` (or the process ends).
@@ -50,6 +52,15 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         Some(&format!("{base}/files")),
     )
     .await?;
+    // Before anything clones the App: the handlers, the sweep and the control route all count.
+    let metrics = match config.metrics_listen {
+        Some(at) => {
+            let sink = Arc::new(crate::metrics::Prometheus::new());
+            app.metrics = sink.clone();
+            Some(crate::metrics::start(at, sink).await?)
+        }
+        None => None,
+    };
     if let (
         wiring::Backend::Aws {
             create_resources: true,
@@ -126,6 +137,7 @@ pub async fn start(config: LocalConfig) -> anyhow::Result<Running> {
         stop: Some(stop_tx),
         task,
         _control: control,
+        metrics,
     })
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::domain::events::PlatformEvent;
 use crate::domain::upload::{parse_upload_id, UploadSession};
 use crate::domain::{ApiError, Limits, MediaRecord};
+use crate::metrics::Recorder;
 use crate::ports::{BlobStore, EventSink, MediaStore, UploadStore};
 
 /// Everything a handler or a background job needs.
@@ -19,6 +20,9 @@ pub struct App {
     /// Where the platform's events go (`ports::EventSink`): `NoEvents` unless the entry point
     /// attaches a bus (the cleanup and events functions) or a webhook (media-local).
     pub events: Arc<dyn EventSink>,
+    /// Where operational events are counted (`metrics`): EMF on Lambda, Prometheus in media-local
+    /// when enabled, nowhere by default.
+    pub metrics: Arc<dyn Recorder>,
 }
 
 impl App {

@@ -18,6 +18,7 @@ use crate::domain::events::PlatformEvent;
 use crate::domain::time_fmt::unix_millis;
 use crate::domain::upload::{UploadSession, UploadStatus};
 use crate::domain::StoreError;
+use crate::metrics::Event;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SweepReport {
@@ -81,6 +82,9 @@ pub async fn clean(
     if unfinished {
         app.blobs.discard(session).await?;
         report.released += 1;
+        app.metrics.record(Event::UploadExpired {
+            bytes_freed: session.offset,
+        });
     }
     // An expired upload no longer counts against its owner's quota. Freed before the record goes, so
     // that a crash in between leaves a session the next sweep finds and frees again (freeing is

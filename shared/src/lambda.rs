@@ -29,6 +29,7 @@ use lambda_http::{Body, RequestExt};
 use crate::api::auth::{Caller, ClientIp, Hs256, IdpConfig, IdpTokens, Verifier};
 use crate::api::routes::Endpoint;
 use crate::api::{Request, Response};
+use crate::app::App;
 use crate::config::Env;
 
 /// Whether API Gateway runs the JWT authorizer before this endpoint's function (template.yaml: every
@@ -167,13 +168,24 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     let rule = std::sync::Arc::new(CallerRule::from_env(&env, endpoint).await?);
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
         let (app, rule) = (app.clone(), rule.clone());
-        async move {
-            let req = into_api_request(req, &rule).await;
-            let resp = crate::api::routes::dispatch(endpoint, &app, req).await;
-            Ok::<_, std::convert::Infallible>(into_lambda_response(resp))
-        }
+        async move { Ok::<_, std::convert::Infallible>(invoke(endpoint, &app, &rule, req).await) }
     }))
     .await
+}
+
+/// One invocation of an endpoint's function: the event through the shared handler, then the metrics
+/// it recorded written out (EMF on stdout), before the answer goes back: Lambda may freeze the
+/// process as soon as it has the answer.
+pub async fn invoke(
+    endpoint: Endpoint,
+    app: &App,
+    rule: &CallerRule,
+    req: lambda_http::Request,
+) -> lambda_http::Response<Body> {
+    let req = into_api_request(req, rule).await;
+    let resp = crate::api::routes::dispatch(endpoint, app, req).await;
+    app.metrics.flush();
+    into_lambda_response(resp)
 }
 
 /// JSON logs for CloudWatch, filtered by `RUST_LOG` (default info).

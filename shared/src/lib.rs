@@ -4,8 +4,9 @@
 //! Lambda binaries and the local server, and the background jobs (`cleanup`, `thumbnailer`,
 //! `media_events`).
 //!
-//! Layers, lowest first; each uses only those before it: `domain` -> `config`, `ports` -> `adapters`,
-//! `fetch` -> `app` -> `cleanup`, `thumbnailer`, `media_events` -> `api` -> `wiring`, `lambda` (entry glue).
+//! Layers, lowest first; each uses only those before it: `domain` -> `config`, `ports`, `metrics` (what
+//! is counted, and its EMF sink) -> `adapters`, `fetch` -> `app` -> `cleanup`, `thumbnailer`,
+//! `media_events` -> `api` -> `wiring`, `lambda` (entry glue).
 
 pub mod adapters;
 pub mod api;
@@ -19,6 +20,7 @@ pub mod fetch;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod media_events;
+pub mod metrics;
 pub mod ports;
 pub mod thumbnailer;
 pub mod wiring;

@@ -23,6 +23,7 @@ use crate::decode_budget::DecodeBudget;
 use crate::domain::keys;
 use crate::domain::thumbnail::{self, Rendered, ThumbnailError};
 use crate::domain::{MediaRecord, StoredThumbnail};
+use crate::metrics::Event;
 
 /// How long a request waits for room in the decoding budget before it gives up on the thumbnail.
 const BUDGET_WAIT: Duration = Duration::from_secs(10);
@@ -45,13 +46,20 @@ pub async fn attach(app: &App, media: &mut MediaRecord, bytes: Bytes) -> anyhow:
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(media_id = media.id, error = %e, "no thumbnail for this image");
+            app.metrics.record(Event::ThumbnailFailed);
             return Ok(());
         }
     };
     let key = keys::thumbnail(&image_key);
-    app.blobs
+    let stored = app
+        .blobs
         .put_object(&key, Bytes::from(jpeg), thumbnail::MIME)
-        .await?;
+        .await;
+    app.metrics.record(match stored {
+        Ok(()) => Event::ThumbnailMade,
+        Err(_) => Event::ThumbnailFailed,
+    });
+    stored?;
     media.thumbnail = Some(StoredThumbnail {
         key,
         width,
@@ -100,6 +108,7 @@ pub async fn attach_stored(app: &App, media: &mut MediaRecord) -> anyhow::Result
             media_id = media.id,
             "image larger than the image limit; no thumbnail"
         );
+        app.metrics.record(Event::ThumbnailFailed);
         return Ok(());
     }
     attach(app, media, bytes).await

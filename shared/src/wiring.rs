@@ -100,6 +100,7 @@ pub async fn build(
                 media: Arc::new(meta.clone()),
                 blobs: blobs.clone(),
                 events: Arc::new(NoEvents),
+                metrics: crate::metrics::discard(),
             };
             Ok(Wired {
                 app,
@@ -125,6 +126,7 @@ pub async fn build(
                 media: meta,
                 blobs,
                 events: Arc::new(NoEvents),
+                metrics: crate::metrics::discard(),
             };
             Ok(Wired {
                 app,
@@ -137,9 +139,13 @@ pub async fn build(
     }
 }
 
-/// What a Lambda function runs on: the AWS backend and the limits, both from `env`.
+/// What a Lambda function runs on: the AWS backend and the limits, both from `env`, and its metrics
+/// written as EMF to stdout (flushed by the Lambda glue at the end of each invocation).
 pub async fn for_lambda(env: &dyn Env) -> anyhow::Result<Wired> {
-    build(&Backend::aws_from_env(env)?, config::limits(env)?, None).await
+    let emf = crate::metrics::emf::Emf::from_env(env)?;
+    let mut wired = build(&Backend::aws_from_env(env)?, config::limits(env)?, None).await?;
+    wired.app.metrics = Arc::new(emf);
+    Ok(wired)
 }
 
 /// The EventBridge bus `MEDIA_EVENT_BUS` names (a name or an ARN), for the functions that publish the

@@ -105,6 +105,7 @@ async fn local_app() -> (App, Arc<Flaky>, tempfile::TempDir) {
         media: Arc::new(meta),
         blobs,
         events: Arc::new(media_shared::ports::NoEvents),
+        metrics: media_shared::metrics::discard(),
     };
     (app, flaky, dir)
 }
@@ -121,6 +122,7 @@ async fn aws_app() -> (App, Arc<Flaky>, TestEnv) {
         media: Arc::new(env.meta.clone()),
         blobs: env.blobs.clone(),
         events: Arc::new(media_shared::ports::NoEvents),
+        metrics: media_shared::metrics::discard(),
     };
     (app, flaky, env)
 }

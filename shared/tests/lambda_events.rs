@@ -17,6 +17,7 @@
 #![cfg(feature = "lambda")]
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
 
 use lambda_http::Body;
 use media_shared::adapters::aws::{AwsClients, AwsConfig};
@@ -24,11 +25,14 @@ use media_shared::api::auth::{Caller, ClientIp, Hs256, IdpConfig, IdpTokens, Ver
 use media_shared::api::jwks::Jwks;
 use media_shared::api::routes::{self, Endpoint};
 use media_shared::app::App;
+use media_shared::cleanup::{self, CleanupEvent};
 use media_shared::domain::Click;
 use media_shared::lambda::{self, CallerRule};
+use media_shared::metrics::emf::Emf;
+use media_shared::metrics::Metric;
 use media_shared::wiring::{self, Stores};
 use media_testkit::jwks::{JwksServer, TestKey, AUDIENCE, ISSUER};
-use media_testkit::{md5_hex, png};
+use media_testkit::{emf, md5_hex, png};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -736,6 +740,174 @@ async fn without_authorizer_the_identity_providers_tokens_are_verified_with_its_
 }
 
 /// Every click recorded in the table.
+/// The App of one function process on the test's bucket and table, its EMF documents (namespace and
+/// function name from the environment, as on Lambda) collected in `lines` instead of stdout.
+fn function(m: &Moto, name: &str, lines: &Arc<Mutex<Vec<String>>>) -> App {
+    let env = [
+        ("MEDIA_METRICS_NAMESPACE", METRICS_NAMESPACE),
+        ("AWS_LAMBDA_FUNCTION_NAME", name),
+    ];
+    let lines = lines.clone();
+    let emf = Emf::from_env(&env)
+        .expect("the metrics settings")
+        .with_output(move |doc| lines.lock().unwrap().push(doc.to_string()));
+    let mut app = m.app.clone();
+    app.metrics = Arc::new(emf);
+    app
+}
+
+const METRICS_NAMESPACE: &str = "Test/MediaUpload";
+
+/// What `lambda::serve` does with one event: the answer's status, and the EMF documents the
+/// invocation wrote (each checked against the format).
+async fn invoke(
+    app: &App,
+    endpoint: Endpoint,
+    event: &Value,
+    lines: &Arc<Mutex<Vec<String>>>,
+) -> (u16, Value, Vec<Value>) {
+    let before = lines.lock().unwrap().len();
+    let resp = lambda::invoke(endpoint, app, &on_aws(endpoint), request(event)).await;
+    let body = match resp.body() {
+        Body::Text(t) => serde_json::from_str(t).unwrap(),
+        _ => Value::Null,
+    };
+    let written = lines.lock().unwrap()[before..].join("\n");
+    (
+        resp.status().as_u16(),
+        body,
+        emf::documents(&written, METRICS_NAMESPACE),
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
+async fn every_invocation_writes_what_it_counted_as_one_emf_document() {
+    let m = moto().await;
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let chunk_fn = function(&m, "media-chunk", &lines);
+    let complete_fn = function(&m, "media-complete", &lines);
+    let cleanup_fn = function(&m, "media-cleanup", &lines);
+    let file = png(120, 80, 7);
+    let first = 16_384;
+
+    // Two chunks: one document each.
+    let (status, v, docs) = invoke(
+        &chunk_fn,
+        Endpoint::Chunk,
+        &chunk_event(None, &file, 0, first),
+        &lines,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(docs.len(), 1, "{docs:#?}");
+    let upload_id = v["upload_id"].as_str().unwrap().to_string();
+    let rest = file.len() - first;
+    let (status, _, docs) = invoke(
+        &chunk_fn,
+        Endpoint::Chunk,
+        &chunk_event(Some(&upload_id), &file, first, rest),
+        &lines,
+    )
+    .await;
+    assert_eq!((status, docs.len()), (201, 1));
+    // A chunk of an upload nobody has: refused, and its handling timed all the same.
+    let (status, _, docs) = invoke(
+        &chunk_fn,
+        Endpoint::Chunk,
+        &chunk_event(Some(&"0".repeat(32)), &file, 0, 10),
+        &lines,
+    )
+    .await;
+    assert_eq!((status, docs.len()), (404, 1), "{docs:#?}");
+    let refused = &docs[0];
+    assert_eq!(refused["ErrorCode"], "not_found");
+    assert_eq!(
+        refused["ChunkHandlerTime"].as_f64().map(|ms| ms >= 0.0),
+        Some(true)
+    );
+    assert!(
+        refused.get("ChunksReceived").is_none(),
+        "nothing was stored: {refused}"
+    );
+
+    // The wrong md5 first, then the right one.
+    let (status, v, docs) = invoke(
+        &complete_fn,
+        Endpoint::Complete,
+        &complete_event(&upload_id, &"0".repeat(32)),
+        &lines,
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["errors"][0]["code"], "md5_mismatch");
+    assert_eq!(docs.len(), 1);
+    let (status, v, docs) = invoke(
+        &complete_fn,
+        Endpoint::Complete,
+        &complete_event(&upload_id, &md5_hex(&file)),
+        &lines,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(docs.len(), 1);
+    // The same completion retried: the same media, no second completion counted and nothing written.
+    let (status, _, docs) = invoke(
+        &complete_fn,
+        Endpoint::Complete,
+        &complete_event(&upload_id, &md5_hex(&file)),
+        &lines,
+    )
+    .await;
+    assert_eq!((status, docs.len()), (200, 0));
+
+    // Another upload, abandoned after its first chunk, then swept two days later by the cleanup
+    // function (its scheduled event).
+    let other = png(64, 64, 3);
+    let (status, _, _) = invoke(
+        &chunk_fn,
+        Endpoint::Chunk,
+        &chunk_event(None, &other, 0, 1000),
+        &lines,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let before = lines.lock().unwrap().len();
+    let later = OffsetDateTime::now_utc() + time::Duration::days(2);
+    let answer = cleanup::handle_event(&cleanup_fn, &CleanupEvent::Schedule, later)
+        .await
+        .unwrap();
+    cleanup_fn.metrics.flush();
+    assert!(
+        matches!(answer, cleanup::CleanupAnswer::Sweep(r) if r.released == 1),
+        "{answer:?}"
+    );
+    assert_eq!(lines.lock().unwrap().len(), before + 1);
+
+    let all = emf::documents(&lines.lock().unwrap().join("\n"), METRICS_NAMESPACE);
+    assert_eq!(
+        all.len(),
+        7,
+        "one document per invocation that counted something: {all:#?}"
+    );
+    let t = emf::Totals::of(&all);
+    assert_eq!(t.sum("media-chunk", Metric::ChunksReceived), 3.0);
+    assert_eq!(
+        t.sum("media-chunk", Metric::BytesReceived),
+        (file.len() + 1000) as f64
+    );
+    assert_eq!(t.samples("media-chunk", Metric::ChunkHandlerTime).len(), 4);
+    assert_eq!(t.refused("media-chunk", "not_found"), 1.0);
+    assert_eq!(t.sum("media-complete", Metric::UploadsCompleted), 1.0);
+    assert_eq!(t.sum("media-complete", Metric::Md5Mismatches), 1.0);
+    assert_eq!(t.refused("media-complete", "md5_mismatch"), 1.0);
+    assert_eq!(t.sum("media-cleanup", Metric::UploadsExpired), 1.0);
+    assert_eq!(t.sum("media-cleanup", Metric::BytesFreed), 1000.0);
+    // Nothing else: every value accounted for above.
+    assert_eq!(t.refused.len(), 2, "{t:#?}");
+    assert_eq!(t.values.len(), 7, "{t:#?}");
+}
+
 async fn clicks(m: &Moto) -> Vec<Click> {
     media_testkit::aws::clicks(&m.clients.dynamodb, &m.cfg.table).await
 }

@@ -94,6 +94,7 @@ pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
         media: Arc::new(meta.clone()),
         blobs: blobs.clone(),
         events: Arc::new(media_shared::ports::NoEvents),
+        metrics: media_shared::metrics::discard(),
     };
     TestEnv {
         meta,

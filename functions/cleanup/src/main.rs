@@ -16,9 +16,9 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<CleanupEvent>| async move {
             let now = time::OffsetDateTime::now_utc();
-            cleanup::handle_event(app, &event.payload, now)
-                .await
-                .map_err(Error::from)
+            let answer = cleanup::handle_event(app, &event.payload, now).await;
+            app.metrics.flush();
+            answer.map_err(Error::from)
         },
     ))
     .await

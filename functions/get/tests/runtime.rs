@@ -1,6 +1,6 @@
 //! The built `get` binary, run the way Lambda runs it: it polls an emulated Lambda Runtime API (a
 //! server in this test) for API Gateway v2 events and posts its answers back, reading the media from
-//! S3 + DynamoDB served by moto. Run with
+//! S3 + DynamoDB served by moto, and writes its metrics to stdout as EMF. Run with
 //!
 //! ```sh
 //! eval "$(scripts/start-moto.sh)"
@@ -277,7 +277,7 @@ async fn the_built_get_function_answers_api_gateway_events_through_the_runtime_a
         // No authorizer ran and the function has no key of its own: the token is not trusted.
         (
             401,
-            json!({"errors": [{"code": "not_authenticated", "message": "the token cannot be verified: no authorizer checked it and MEDIA_JWT_SECRET is not set"}]}),
+            json!({"errors": [{"code": "not_authenticated", "message": "the token cannot be verified: no authorizer checked it and neither MEDIA_JWT_SECRET nor MEDIA_JWT_JWKS_URL is set"}]}),
         ),
     ];
     for ((want_id, _), (status, body)) in events.iter().zip(expected) {
@@ -313,5 +313,18 @@ async fn the_built_get_function_answers_api_gateway_events_through_the_runtime_a
         function.stop()
     );
     assert!(posted.try_recv().is_err());
-    function.stop();
+
+    // Its metrics went to stdout as EMF, one document for each invocation that counted something
+    // (the two refusals; a good read counts nothing), in the default namespace, by function name.
+    let output = function.stop();
+    let docs = media_testkit::emf::documents(&output, media_shared::metrics::DEFAULT_NAMESPACE);
+    assert_eq!(docs.len(), 2, "{output}");
+    let totals = media_testkit::emf::Totals::of(&docs);
+    assert_eq!(totals.refused("media-get", "not_found"), 1.0, "{output}");
+    assert_eq!(
+        totals.refused("media-get", "not_authenticated"),
+        1.0,
+        "{output}"
+    );
+    assert!(totals.values.is_empty(), "{totals:?}");
 }

@@ -13,7 +13,9 @@ async fn main() -> Result<(), Error> {
         .app;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<_, Error>(media_shared::thumbnailer::handle_stream_event(app, &event.payload).await)
+        let answer = media_shared::thumbnailer::handle_stream_event(app, &event.payload).await;
+        app.metrics.flush();
+        Ok::<_, Error>(answer)
     }))
     .await
 }

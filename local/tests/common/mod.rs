@@ -52,6 +52,7 @@ pub fn config(dir: PathBuf) -> LocalConfig {
         backend: test_backend(dir),
         connections: Default::default(),
         webhook: None,
+        metrics_listen: None,
     }
 }
 

@@ -6,6 +6,8 @@
 //! rewrites the same range once the lease has run out. A retry after (3), when only the answer was
 //! lost, finds its range just behind the offset: the same bytes are answered 201 again.
 
+use std::time::Instant;
+
 use time::OffsetDateTime;
 
 use super::auth::require_user;
@@ -17,12 +19,18 @@ use crate::domain::sniff::sniff;
 use crate::domain::time_fmt::rfc3339_millis;
 use crate::domain::upload::{ChunkPlan, LastChunk, UploadSession};
 use crate::domain::{ApiError, ContentRange};
+use crate::metrics::Event;
 
 /// Names the file part may have; the official client always uses `image`, even for PDFs.
 const FILE_FIELDS: [&str; 3] = ["image", "document", "file"];
 
 pub async fn handle(app: &App, req: Request) -> Response {
-    response::from_result(chunk(app, req).await)
+    let started = Instant::now();
+    let resp = response::from_result(chunk(app, req).await);
+    app.metrics.record(Event::ChunkHandled {
+        elapsed: started.elapsed(),
+    });
+    resp
 }
 
 async fn chunk(app: &App, req: Request) -> Result<Response, ApiError> {
@@ -79,6 +87,7 @@ async fn chunk(app: &App, req: Request) -> Result<Response, ApiError> {
     };
     session.accept_chunk(&plan, md5, staging);
     app.save_upload(&mut session).await?;
+    app.metrics.record(Event::ChunkStored { bytes: len });
     if let Err(e) = app.blobs.after_commit(&before, &session.staging).await {
         // Only garbage is left behind; cleanup by prefix and the bucket lifecycle remove it later.
         tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "could not free staged chunks");

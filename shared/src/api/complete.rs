@@ -20,8 +20,9 @@ use super::form::fields;
 use super::{response, Request, Response};
 use crate::app::App;
 use crate::domain::sniff::dimensions;
-use crate::domain::upload::{UploadSession, UploadStatus};
+use crate::domain::upload::{Md5Error, UploadSession, UploadStatus};
 use crate::domain::{ApiError, MediaRecord, MediaType, ThumbnailMode};
+use crate::metrics::Event;
 use crate::thumbnailer;
 
 /// How far into a finished image to look for its dimensions when the first chunk did not hold them.
@@ -61,7 +62,7 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
             media_id,
             media_type,
         } => {
-            session.verify_md5(md5)?;
+            verify_md5(app, &session, md5)?;
             // Resuming a completion that crashed (or one still running: then 409).
             session.take_lease(now, app.limits.lease_secs)?;
             app.save_upload(&mut session).await?;
@@ -85,7 +86,7 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
     // A malformed md5 is a field error and a wrong one a 400; neither changes the upload, which
     // stays completable with the md5 of its bytes until it expires (django-chunked-upload does the
     // same: "bad md5 -> 400, then complete -> 200").
-    session.verify_md5(md5)?;
+    verify_md5(app, &session, md5)?;
     let media_id = app.media.next_media_id().await?;
     session.status = UploadStatus::Completing {
         media_id,
@@ -98,6 +99,16 @@ async fn complete(app: &App, req: Request) -> Result<Response, ApiError> {
     release_quota(app, &session).await;
     let media = finish(app, &mut session, media_id, media_type, now).await?;
     Ok(response::json(201, &app.announce_created(&media).await?))
+}
+
+/// `UploadSession::verify_md5`, counting a mismatch (a malformed md5 is only a field error).
+fn verify_md5(app: &App, session: &UploadSession, md5: &str) -> Result<String, ApiError> {
+    session.verify_md5(md5).map_err(|e| {
+        if matches!(e, Md5Error::Mismatch { .. }) {
+            app.metrics.record(Event::Md5Mismatch);
+        }
+        e.into()
+    })
 }
 
 /// The upload is no longer unfinished: it stops counting against its owner's quota. A failure here
@@ -154,5 +165,6 @@ async fn finish(
     session.lease = None;
     session.staging = Default::default();
     app.save_upload(session).await?;
+    app.metrics.record(Event::UploadCompleted);
     Ok(media)
 }

@@ -23,12 +23,18 @@ pub fn no_content() -> Response {
     r
 }
 
+/// The `code` of the error a response carries, attached by `error` so that the entry points can
+/// count refusals by code without reading the body back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 /// The error as a response; server-side failures are logged with their cause, which clients never see.
 pub fn error(e: &ApiError) -> Response {
     if let ApiError::Internal(cause) = e {
         tracing::error!(error = format!("{cause:#}"), "request failed");
     }
     let mut r = json(e.status(), &e.body());
+    r.extensions_mut().insert(ErrorCode(e.code()));
     if let Some(secs) = e.retry_after() {
         r.headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::app::App;
 use crate::domain::ApiError;
+use crate::metrics::Event;
 
 /// The endpoints, one Lambda function each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +22,10 @@ pub enum Endpoint {
     Click,
 }
 
-/// Runs one endpoint's handler (what a Lambda function does with every request it gets).
+/// Runs one endpoint's handler (what a Lambda function does with every request it gets), counting
+/// an error answer by its code.
 pub async fn dispatch(endpoint: Endpoint, app: &App, req: Request) -> Response {
-    match endpoint {
+    let resp = match endpoint {
         Endpoint::Chunk => chunk::handle(app, req).await,
         Endpoint::Complete => complete::handle(app, req).await,
         Endpoint::Create => create::handle(app, req).await,
@@ -31,6 +33,17 @@ pub async fn dispatch(endpoint: Endpoint, app: &App, req: Request) -> Response {
         Endpoint::Update => update::handle(app, req).await,
         Endpoint::Delete => delete::handle(app, req).await,
         Endpoint::Click => click::handle(app, req).await,
+    };
+    count_refusal(app, &resp);
+    resp
+}
+
+/// Counts `resp` in `RequestsRefused` if it is an error answer (made by `response::error`). The one
+/// rule for both entry points: `dispatch` applies it to every handler's answer, media-local's entry
+/// also to what it refuses before a handler runs.
+pub fn count_refusal(app: &App, resp: &Response) {
+    if let Some(response::ErrorCode(code)) = resp.extensions().get() {
+        app.metrics.record(Event::Refused { code });
     }
 }
 
@@ -84,7 +97,11 @@ pub fn admit(method: &Method, path: &str, caller: &auth::Caller) -> Result<Endpo
 pub async fn route(app: &App, req: Request) -> Response {
     match resolve(req.method(), req.uri().path()) {
         Ok(endpoint) => dispatch(endpoint, app, req).await,
-        Err(refused) => refused.into_response(),
+        Err(refused) => {
+            let resp = refused.into_response();
+            count_refusal(app, &resp);
+            resp
+        }
     }
 }
 

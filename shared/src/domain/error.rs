@@ -94,7 +94,8 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// The error's `code` in the envelope: one of a fixed set, so fit for a metric's dimension.
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::InvalidField { .. } => "invalid",
