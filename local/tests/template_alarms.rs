@@ -151,7 +151,13 @@ fn every_function_and_dead_letter_queue_is_watched() {
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    assert_eq!(functions.len(), 9);
+    // Nine always, and the events function when the stack has an event bus (its alarms carry the
+    // same condition).
+    assert_eq!(functions.len(), 10);
+    assert_eq!(
+        t["Resources"]["EventsFunction"]["Condition"].as_str(),
+        Some("HasEventBus")
+    );
     assert_eq!(watched("AWS/Lambda", "Errors"), functions);
     assert_eq!(watched("AWS/Lambda", "Throttles"), functions);
     let queues: BTreeSet<String> = of_type(&t, "AWS::SQS::Queue")
@@ -160,9 +166,13 @@ fn every_function_and_dead_letter_queue_is_watched() {
         .collect();
     assert_eq!(
         queues,
-        ["CleanupDeadLetterQueue", "ThumbnailDeadLetterQueue"]
-            .map(String::from)
-            .into()
+        [
+            "CleanupDeadLetterQueue",
+            "EventsDeadLetterQueue",
+            "ThumbnailDeadLetterQueue"
+        ]
+        .map(String::from)
+        .into()
     );
     assert_eq!(
         watched("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
