@@ -189,7 +189,8 @@ macro_rules! port_contract_tests {
                 discard_frees_a_last_chunk_that_was_never_committed,
                 discard_never_touches_finished_objects,
                 whole_objects_round_trip,
-                after_commit_with_nothing_staged_does_nothing,
+                after_commit_of_a_chunk_that_sealed_nothing_does_nothing,
+                racing_writers_of_one_offset_leave_exactly_one_version,
             }
         );
     };

@@ -17,7 +17,7 @@ use crate::domain::limits::MIB;
 
 pub use client::AwsClients;
 pub use dynamo_meta::DynamoMeta;
-pub use s3_blobs::{staging_prefix, S3Blobs, MAX_STAGED};
+pub use s3_blobs::{staging_prefix, S3Blobs, MAX_STAGED, MAX_UNCONFIRMED_PARTS};
 pub use setup::{create_resources, put_bucket_cors};
 
 /// S3's minimum size of every part of a multipart upload but the last.

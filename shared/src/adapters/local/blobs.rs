@@ -1,6 +1,7 @@
 //! Upload bytes on the local disk. An unfinished upload is one sparse file written at each chunk's
 //! offset (`partial/<upload_id>`), so a retried chunk simply overwrites the same range, and finishing
-//! is a rename into `objects/<key>`: no byte is copied twice.
+//! is a rename into `objects/<key>`: no byte is copied twice. Because attempts share that file, the
+//! chunk writers of one upload take turns (`exclusive`, `upload_lock`).
 //!
 //! Each finished object has its headers (`ObjectHeaders`) and MD5 in `headers/<key>.json`, written
 //! before the object appears and removed after it is gone, which is what `/files/` serves it with
@@ -17,13 +18,16 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
+use super::upload_lock::UploadLocks;
 use crate::domain::sniff::mime_for_extension;
-use crate::domain::upload::{ChunkPlan, StagingState, UploadSession};
+use crate::domain::upload::{ChunkPlan, UploadSession};
 use crate::domain::ObjectHeaders;
-use crate::ports::BlobStore;
+use crate::ports::{BlobStore, ChunkGuard, ChunkWrite};
 
 pub struct LocalBlobs {
     root: PathBuf,
+    /// Chunk writers of one upload take turns (`BlobStore::exclusive`): they all write one file.
+    chunk_writers: UploadLocks,
     /// Prefix of the URLs at which the local server serves `objects/`, e.g. `http://127.0.0.1:8080/files`;
     /// `None` in a process that serves no files (the sweep command).
     files_url: Option<String>,
@@ -48,6 +52,7 @@ impl LocalBlobs {
         }
         Ok(LocalBlobs {
             root: root.to_path_buf(),
+            chunk_writers: UploadLocks::default(),
             files_url,
         })
     }
@@ -176,12 +181,16 @@ fn ignore_missing(r: std::io::Result<()>) -> std::io::Result<()> {
 
 #[async_trait]
 impl BlobStore for LocalBlobs {
+    async fn exclusive(&self, upload_id: &str) -> Option<ChunkGuard> {
+        Some(self.chunk_writers.lock(upload_id).await)
+    }
+
     async fn write_chunk(
         &self,
         session: &UploadSession,
         plan: &ChunkPlan,
         data: Bytes,
-    ) -> anyhow::Result<StagingState> {
+    ) -> anyhow::Result<ChunkWrite> {
         let path = self.partial(&session.id);
         let at = plan.start;
         blocking(move || {
@@ -201,7 +210,10 @@ impl BlobStore for LocalBlobs {
             Ok(())
         })
         .await?;
-        Ok(session.staging.clone())
+        Ok(ChunkWrite {
+            staging: session.staging.clone(),
+            ..ChunkWrite::default()
+        })
     }
 
     async fn finish(&self, session: &UploadSession, key: &str) -> anyhow::Result<()> {
