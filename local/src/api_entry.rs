@@ -6,8 +6,8 @@
 //! 2. The body, bounded by its endpoint's maximum (413, from Content-Length before reading when it
 //!    is declared) and by `MEDIA_BODY_TIMEOUT_SECS` (408).
 //! 3. The handler, in a task of its own: a client that disconnects mid-request drops this function's
-//!    future, not the handler's, so the storage sequence it started (lease, write, commit) always runs
-//!    to its end and a retry finds the upload free instead of locked for the lease's length.
+//!    future, not the handler's, so the storage sequence it started (read, write, commit, under the
+//!    upload's chunk lock) always runs to its end and never leaves a half-written chunk behind.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -78,6 +78,12 @@ pub async fn clean(
         report.skipped += 1;
         return Ok(());
     }
+    // A chunk that read the session before it expired may still be writing; where the backend makes
+    // chunk writers take turns (the local one: one file per upload), the sweep takes its turn too, so
+    // that no chunk writes the file again after it was freed. Elsewhere the chunk's commit, conditional
+    // on the version, loses against the removal below, or wins and the delete below is skipped: the
+    // session is expired either way, never completed, and the next sweep frees what it holds.
+    let _exclusive = app.blobs.exclusive(&session.id).await;
     let unfinished = holds_unfinished_bytes(app, session).await?;
     if unfinished {
         app.blobs.discard(session).await?;

@@ -73,25 +73,70 @@ pub trait MediaStore: Send + Sync {
     async fn record_click(&self, click: &Click) -> Result<(), StoreError>;
 }
 
+/// What one attempt at a chunk wrote (`BlobStore::write_chunk`): the staging state to commit with the
+/// session, and what the backend still has to do once that commit is decided. The handler only
+/// passes it on: to `after_commit` if the commit won, to `abandon` if it certainly lost.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkWrite {
+    /// The staging state to commit with the session.
+    pub staging: StagingState,
+    /// Objects this attempt wrote under keys of its own, which nothing refers to unless its commit
+    /// wins (removed again by `abandon`).
+    pub own_objects: Vec<String>,
+    /// A part this chunk completes, as (part number, bytes): uploaded only once the commit that
+    /// records it has won, so that a losing attempt never writes where a committed part lives.
+    pub sealed_part: Option<(u32, Bytes)>,
+}
+
+/// Held by a chunk writer from reading the session to committing it, where the backend needs it
+/// (`BlobStore::exclusive`); dropping it lets the next writer of the same upload in.
+pub type ChunkGuard = Box<dyn Send + Sync>;
+
 /// The bytes: chunks of unfinished uploads, and finished objects.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
-    /// Writes one checked chunk. Must be safe to repeat for the same offset (a retry after a crash
-    /// before the session was committed) and must not destroy anything the committed session still
-    /// refers to. Returns the staging state to commit with the session.
+    /// Mutual exclusion of the writers of one upload, for a backend whose chunk writes are not
+    /// isolated per attempt (the local one writes every chunk into one file, in one process): the
+    /// guard is held from reading the session to committing it. `None` (the default): attempts never
+    /// write where another attempt's committed bytes are, and the conditional commit alone decides.
+    async fn exclusive(&self, _upload_id: &str) -> Option<ChunkGuard> {
+        None
+    }
+
+    /// Called for a new upload before its session is first stored: opens what every chunk of it
+    /// will write into, and returns the staging state the session starts with. Nothing else can
+    /// write the upload yet (nobody knows its id), so nothing opened here is ever opened twice.
+    async fn begin(&self, session: &UploadSession) -> anyhow::Result<StagingState> {
+        Ok(session.staging.clone())
+    }
+
+    /// Writes one checked chunk against `session` (the version the writer read). Must be safe to
+    /// repeat for the same offset, and to race with other attempts at the same offset, possibly with
+    /// other bytes (a retry after a crash or a lost answer, a client sending twice): it must not
+    /// destroy or change anything a committed session refers to, whichever attempt's commit wins.
     async fn write_chunk(
         &self,
         session: &UploadSession,
         plan: &ChunkPlan,
         data: Bytes,
-    ) -> anyhow::Result<StagingState>;
+    ) -> anyhow::Result<ChunkWrite>;
 
-    /// Called once the session with `after` is committed: frees what only `before` referred to.
+    /// Called once the session with `write.staging` is committed (`session` is that committed one;
+    /// `before` the staging state it replaced): finishes what only a winner may do. Failures here
+    /// leave nothing inconsistent: what it did not do is repaired later (by `finish`).
     async fn after_commit(
         &self,
+        _session: &UploadSession,
         _before: &StagingState,
-        _after: &StagingState,
+        _write: ChunkWrite,
     ) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Called when the commit of `write` certainly lost (another attempt moved the session on, or
+    /// it is gone): removes what only this attempt refers to. Best effort: whatever it leaves is
+    /// garbage that `discard`, `finish` or the bucket's lifecycle removes.
+    async fn abandon(&self, _session: &UploadSession, _write: ChunkWrite) -> anyhow::Result<()> {
         Ok(())
     }
 

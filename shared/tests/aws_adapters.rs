@@ -13,14 +13,14 @@
 //! passing here show that chunks really are merged into parts.
 
 use bytes::Bytes;
-use media_shared::adapters::aws::{MAX_STAGED, MIN_PART_SIZE};
+use media_shared::adapters::aws::{MAX_STAGED, MAX_UNCONFIRMED_PARTS, MIN_PART_SIZE};
 use media_shared::domain::image_metadata::MetadataPolicy;
 use media_shared::domain::upload::{StagingState, UploadStatus};
 use media_shared::domain::MediaType;
 use media_shared::ports::BlobStore;
 use media_testkit::aws::*;
-use media_testkit::handlers::{new_session, send_chunk, write_only};
-use media_testkit::{md5_hex, random_bytes, CHUNK, MIB};
+use media_testkit::handlers::{chunk, commit_only, complete, new_session, send_chunk, write_only};
+use media_testkit::{md5_hex, pdf, random_bytes, CHUNK, MIB};
 
 #[tokio::test]
 #[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
@@ -177,8 +177,9 @@ async fn a_crash_between_the_write_and_the_commit_is_repaired_by_the_retry() {
     }
     assert_eq!(crashes, 4);
     let key = s.object_key();
-    // The crash at the first merge left a multipart upload nobody recorded.
-    assert_eq!(multipart_uploads(&env).await.len(), 2);
+    // The multipart upload is opened with the session and parts are uploaded only after their commit:
+    // the crashes opened no multipart upload and wrote no part, only staged objects of their own.
+    assert_eq!(multipart_uploads(&env).await.len(), 1);
     env.blobs
         .finish(&s, &key, MetadataPolicy::Strip)
         .await
@@ -202,8 +203,8 @@ async fn a_crash_on_the_last_chunk_of_a_one_part_file_is_repaired_by_the_retry()
     write_only(&env.app, &s, last).await;
     send_chunk(&env.app, &mut s, last).await;
     let key = s.object_key();
-    // The crashed write's multipart upload is a stray next to the recorded one.
-    assert_eq!(multipart_uploads(&env).await.len(), 2);
+    // The crashed write opened no multipart upload of its own: the only one was opened with the session.
+    assert_eq!(multipart_uploads(&env).await.len(), 1);
     env.blobs
         .finish(&s, &key, MetadataPolicy::Strip)
         .await
@@ -240,24 +241,29 @@ async fn discard_leaves_nothing_behind_and_can_be_repeated() {
     let mut other = new_session(&env.app, 1000).await;
     send_chunk(&env.app, &mut other, &data[..500]).await;
 
+    let of = |id: &str| {
+        let key = format!("media/{id}.pdf");
+        move |uploads: Vec<(String, String)>| uploads.into_iter().filter(|(k, _)| *k == key).count()
+    };
     env.blobs.discard(&s).await.unwrap();
-    assert_eq!(multipart_uploads(&env).await, vec![]);
+    assert_eq!(of(&s.id)(multipart_uploads(&env).await), 0);
     assert_eq!(
         keys(&env, &format!("staging/{}/", s.id)).await,
         Vec::<String>::new()
     );
     assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
     assert_eq!(keys(&env, "staging/").await.len(), 1);
+    assert_eq!(of(&other.id)(multipart_uploads(&env).await), 1);
     env.blobs.discard(&s).await.unwrap();
 
-    // An upload whose last chunk was written but never committed: its one-part multipart upload,
+    // An upload whose only chunk was written but never committed: the multipart upload it opened,
     // which nothing records, is aborted too.
     let small = random_bytes(1000, 6);
     let t = new_session(&env.app, small.len() as u64).await;
     write_only(&env.app, &t, &small).await;
-    assert_eq!(multipart_uploads(&env).await.len(), 1);
+    assert_eq!(of(&t.id)(multipart_uploads(&env).await), 1);
     env.blobs.discard(&t).await.unwrap();
-    assert_eq!(multipart_uploads(&env).await, vec![]);
+    assert_eq!(of(&t.id)(multipart_uploads(&env).await), 0);
     assert_eq!(keys(&env, "media/").await, Vec::<String>::new());
 
     // A session that reached `Completing` may have a media pointing at its object: it stays.
@@ -327,11 +333,149 @@ async fn whole_objects_and_public_urls() {
     env.blobs.delete_object(key).await.unwrap();
     env.blobs.delete_object(key).await.unwrap();
     assert_eq!(keys(&env, "").await, Vec::<String>::new());
-    // Nothing staged, nothing to free.
-    env.blobs
-        .after_commit(&StagingState::default(), &StagingState::default())
+}
+
+#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
+async fn a_chunk_costs_one_session_read_and_one_conditional_write() {
+    let env = fresh().await;
+    // Two full 5 MiB parts and a last one, in the official client's chunks.
+    let data = pdf(12 * MIB + 4321, 9);
+    let total = data.len();
+    let chunks: Vec<&[u8]> = data.chunks(CHUNK).collect();
+    let counts = |env: &TestEnv| {
+        (
+            env.dynamodb_requests.get(),
+            env.s3_requests.get(),
+            env.put_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
+    let before = counts(&env);
+    let (status, body) = chunk(&env.app, None, chunks[0], 0, total).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["upload_id"].as_str().unwrap().to_string();
+    // The first chunk creates the session (and counts it against the quota) before its commit.
+    let first = counts(&env);
+    assert_eq!(
+        first.0 - before.0,
+        3,
+        "DynamoDB requests of the first chunk"
+    );
+    for (i, data) in chunks.iter().enumerate().skip(1) {
+        let at = env.dynamodb_requests.get();
+        let (status, body) = chunk(&env.app, Some(&id), data, i * CHUNK, total).await;
+        assert_eq!(status, 201, "chunk {i}: {body}");
+        // GetItem of the session and the commit: no lease.
+        assert_eq!(env.dynamodb_requests.get() - at, 2, "chunk {i}");
+    }
+    let after = counts(&env);
+    let n = chunks.len() as u64;
+    let (dynamodb, s3, written) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    println!(
+        "{n} chunks: {dynamodb} DynamoDB requests, {s3} S3 requests, {:.3} bytes written per byte",
+        written as f64 / total as f64
+    );
+    assert_eq!(dynamodb, 2 * n + 1);
+    // Per part of k chunks: k PutObject, k - 1 GetObject, one UploadPart; and the multipart upload.
+    assert!(s3 <= 2 * n + 1, "{s3} S3 requests for {n} chunks");
+    assert!(written <= 2 * total as u64, "{written} bytes written");
+
+    let (status, media) = complete(&env.app, &id, &md5_hex(&data)).await;
+    assert_eq!(status, 201, "{media}");
+    let key = format!("media/{id}.pdf");
+    assert!(get_object(&env, &key).await == data, "object bytes differ");
+    assert_eq!(keys(&env, "staging/").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
+async fn a_part_lost_after_its_commit_is_written_again_from_its_sources() {
+    let env = fresh().await;
+    let data = random_bytes(11 * MIB + 12345, 10);
+    let mut s = new_session(&env.app, data.len() as u64).await;
+    let mut sealed = 0;
+    for chunk in data.chunks(CHUNK) {
+        let parts = s.staging.parts.len();
+        if sealed == 0 && s.offset + chunk.len() as u64 >= 5 * MIB as u64 {
+            // The request that fills the first part dies right after its commit: the part it was
+            // about to upload is recorded, with its sources, but not in S3.
+            commit_only(&env.app, &mut s, chunk).await;
+            assert_eq!(s.staging.parts.len(), parts + 1);
+            assert!(s.staging.parts[0].is_unconfirmed());
+            sealed += 1;
+            continue;
+        }
+        send_chunk(&env.app, &mut s, chunk).await;
+    }
+    let key = s.object_key();
+    let upload_id = s.staging.multipart_upload_id.clone().unwrap();
+    let listed = env
+        .clients
+        .s3
+        .list_parts()
+        .bucket(&env.cfg.bucket)
+        .key(&key)
+        .upload_id(&upload_id)
+        .send()
         .await
         .unwrap();
+    let numbers: Vec<i32> = listed
+        .parts()
+        .iter()
+        .filter_map(|p| p.part_number())
+        .collect();
+    assert_eq!(numbers, vec![2, 3], "part 1 was never uploaded");
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
+    assert!(get_object(&env, &key).await == data, "object bytes differ");
+    assert_eq!(multipart_uploads(&env).await, vec![]);
+    assert_eq!(keys(&env, "staging/").await, Vec::<String>::new());
+    // Finishing again (a retried completion) finds the object there.
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
+async fn unconfirmed_parts_are_confirmed_before_the_session_grows_past_its_bound() {
+    let env = fresh().await;
+    // 2 MiB chunks into 5 MiB parts: every third chunk fills a 6 MiB part.
+    let size = 2 * MIB;
+    let data = random_bytes((MAX_UNCONFIRMED_PARTS + 1) * 3 * size + MIB, 11);
+    let mut s = new_session(&env.app, data.len() as u64).await;
+    for (i, chunk) in data.chunks(size).enumerate() {
+        if i == 2 {
+            // The first part's request dies after its commit.
+            commit_only(&env.app, &mut s, chunk).await;
+        } else {
+            send_chunk(&env.app, &mut s, chunk).await;
+        }
+        let unconfirmed = s
+            .staging
+            .parts
+            .iter()
+            .filter(|p| p.is_unconfirmed())
+            .count();
+        assert!(
+            unconfirmed <= MAX_UNCONFIRMED_PARTS,
+            "chunk {i}: {unconfirmed}"
+        );
+    }
+    // The chunk that sealed one part more than the bound listed the parts, wrote the missing first
+    // one again and forgot the sources of all those it confirmed.
+    assert!(!s.staging.parts[0].is_unconfirmed());
+    assert_eq!(s.staging.parts.len(), MAX_UNCONFIRMED_PARTS + 2);
+    let key = s.object_key();
+    env.blobs
+        .finish(&s, &key, MetadataPolicy::Strip)
+        .await
+        .unwrap();
+    assert!(get_object(&env, &key).await == data, "object bytes differ");
+    assert_eq!(keys(&env, "staging/").await, Vec::<String>::new());
 }
 
 /// What the AWS adapter does for photos in particular (issue 14): the multipart upload is assembled
@@ -464,6 +608,7 @@ async fn a_photo_upload_opened_at_its_final_key_still_completes_stripped() {
             number: 1,
             etag,
             size: photo.len() as u64,
+            sources: vec![],
         }],
         staged: vec![],
     };

@@ -1,5 +1,5 @@
 //! Fresh AWS resources on the moto server of `scripts/start-moto.sh` (a bucket and a table with
-//! unique names per test), an S3 client that counts the bytes it sends, and what the bucket and the
+//! unique names per test), clients that count the requests (and S3 the bytes) they send, and what the bucket and the
 //! table really hold (listings read through the SDK, not through the adapters under test).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +46,32 @@ impl Intercept for PutBytes {
     }
 }
 
+/// Counts the requests a client sends (every attempt: retries cost again).
+#[derive(Debug, Clone, Default)]
+pub struct Requests(pub Arc<AtomicU64>);
+
+impl Requests {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "Requests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 pub struct TestEnv {
     pub cfg: AwsConfig,
     pub clients: AwsClients,
@@ -57,6 +83,10 @@ pub struct TestEnv {
     pub app: App,
     /// Body bytes of every PUT `blobs` sent.
     pub put_bytes: Arc<AtomicU64>,
+    /// Requests `blobs` sent to S3.
+    pub s3_requests: Requests,
+    /// Requests `meta` sent to DynamoDB.
+    pub dynamodb_requests: Requests,
 }
 
 /// A fresh bucket and table with unique names, created through `create_resources`.
@@ -80,13 +110,24 @@ pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
     // Again: creating must be idempotent.
     create_resources(&clients, &cfg).await.unwrap();
     let counter = PutBytes::default();
+    let (s3_requests, dynamodb_requests) = (Requests::default(), Requests::default());
     let counting = clients
         .s3
         .config()
         .to_builder()
         .interceptor(counter.clone())
+        .interceptor(s3_requests.clone())
         .build();
-    let meta = DynamoMeta::new(clients.dynamodb.clone(), &cfg.table);
+    let counting_dynamodb = clients
+        .dynamodb
+        .config()
+        .to_builder()
+        .interceptor(dynamodb_requests.clone())
+        .build();
+    let meta = DynamoMeta::new(
+        aws_sdk_dynamodb::Client::from_conf(counting_dynamodb),
+        &cfg.table,
+    );
     let blobs = Arc::new(S3Blobs::new(aws_sdk_s3::Client::from_conf(counting), &cfg));
     let app = App {
         limits: Limits::default(),
@@ -101,6 +142,8 @@ pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
         blobs,
         app,
         put_bytes: counter.0,
+        s3_requests,
+        dynamodb_requests,
         cfg,
         clients,
     }

@@ -1,7 +1,7 @@
 //! Driving the real handlers without HTTP, as the official client would: chunks with Content-Range
 //! and `upload_id` first, then completion. Shared by the cleanup tests of both backends, the AWS
 //! adapter tests and the port contract suite, so that every test that writes chunks goes through the
-//! handler's own sequence (lease, write, MD5, commit conditional on the version, after_commit).
+//! handler's own sequence (read, write, MD5, commit conditional on the version read, after_commit).
 
 use bytes::Bytes;
 use media_shared::api::auth::Caller;
@@ -9,6 +9,7 @@ use media_shared::api::routes;
 use media_shared::app::App;
 use media_shared::domain::upload::{ChunkPlan, StagingState, UploadSession};
 use media_shared::domain::{ContentKind, Sniffed};
+use media_shared::ports::ChunkWrite;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -137,7 +138,7 @@ pub async fn new_session(app: &App, total: u64) -> UploadSession {
         width: None,
         height: None,
     };
-    let s = UploadSession::new(
+    let mut s = UploadSession::new(
         USER,
         OffsetDateTime::now_utc(),
         3600,
@@ -145,6 +146,7 @@ pub async fn new_session(app: &App, total: u64) -> UploadSession {
         pdf,
         Some("file.pdf".into()),
     );
+    s.staging = app.blobs.begin(&s).await.unwrap();
     app.uploads.put_upload(&s, None).await.unwrap();
     s
 }
@@ -166,6 +168,11 @@ pub async fn send_chunk(app: &App, session: &mut UploadSession, data: &[u8]) {
 /// Writes the next chunk's bytes only, without committing: what a request that crashed between
 /// writing and committing leaves behind. Returns the staging state it would have committed.
 pub async fn write_only(app: &App, session: &UploadSession, data: &[u8]) -> StagingState {
+    write_attempt(app, session, data).await.staging
+}
+
+/// The next chunk's write as the handler makes it, without committing.
+pub async fn write_attempt(app: &App, session: &UploadSession, data: &[u8]) -> ChunkWrite {
     let plan = ChunkPlan {
         start: session.offset,
         len: data.len() as u64,
@@ -175,4 +182,19 @@ pub async fn write_only(app: &App, session: &UploadSession, data: &[u8]) -> Stag
         .write_chunk(session, &plan, Bytes::copy_from_slice(data))
         .await
         .unwrap()
+}
+
+/// The next chunk written and committed, but not finished after its commit (`after_commit` never
+/// runs): what a request that crashed right after its commit leaves behind. `session` becomes the
+/// committed one.
+pub async fn commit_only(app: &App, session: &mut UploadSession, data: &[u8]) {
+    let write = write_attempt(app, session, data).await;
+    let plan = ChunkPlan {
+        start: session.offset,
+        len: data.len() as u64,
+        total: session.total,
+    };
+    let md5 = session.md5.clone().advanced(data).unwrap();
+    session.accept_chunk(&plan, md5, write.staging);
+    app.save_upload(session).await.unwrap();
 }

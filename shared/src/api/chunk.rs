@@ -1,10 +1,29 @@
 //! POST /api/v2/media/upload/chunk/: one chunk of a file, the first one creating the upload.
 //!
-//! The sequence keeps every crash recoverable: (1) take the session's write lease with a conditional
-//! write, (2) write the bytes, (3) commit offset + MD5 state + staging state conditional on our version.
-//! A crash after (2) leaves the committed offset where it was, so the client's retry of the same chunk
-//! rewrites the same range once the lease has run out. A retry after (3), when only the answer was
-//! lost, finds its range just behind the offset: the same bytes are answered 201 again.
+//! A chunk is (1) read the session, (2) write the bytes, (3) commit offset + MD5 state + staging state
+//! conditional on the version read in (1): one read and one write of the session, no lease. Two
+//! requests racing for the same offset (a retry, a client sending twice, with the same bytes or not)
+//! may both write; exactly one commit wins and the other is answered 409, so exactly one version of
+//! the chunk is ever accepted. That is safe because no attempt ever writes where a committed session's
+//! bytes are: the S3 backend stages each attempt under a key of its own and uploads a part only after
+//! the commit recording it has won (`adapters::aws::s3_blobs`); the local backend writes every chunk
+//! into one file, so its writers of one upload take turns on an in-process lock from (1) to (3)
+//! (`BlobStore::exclusive`: one process holds the database, and a lock needs to survive no crash).
+//!
+//! Every crash stays recoverable. A crash after (2) leaves the committed offset where it was: the
+//! client's retry writes the chunk again (its own new objects, or the same range of the local file)
+//! and commits, at once, with no lease to wait out; what the crashed attempt wrote is garbage that
+//! completion, the sweep or the bucket's lifecycle removes. A retry after (3), when only the answer was
+//! lost, finds its range just behind the offset: the same bytes are answered 201 again (`repeated`).
+//! Two first chunks never race: each creates an upload of its own, whose id nobody knows before the
+//! answer. Completion never races a chunk's write either: it needs every byte committed, after which no
+//! chunk writes (a chunk sent again then is `repeated`, or an offset mismatch). The sweep frees only
+//! expired uploads, which can no longer be completed, so a chunk it races can only lose its commit
+//! (and abandon what it wrote) or commit bytes that the next sweep frees.
+//!
+//! The first chunk creates the session before writing any byte (with what the backend opens for it,
+//! `BlobStore::begin`: S3's multipart upload), so a crash never leaves bytes that no session leads to,
+//! and a user over quota costs no chunk write.
 
 use std::time::Instant;
 
@@ -17,8 +36,8 @@ use super::{response, Request, Response};
 use crate::app::App;
 use crate::domain::sniff::sniff;
 use crate::domain::time_fmt::rfc3339_millis;
-use crate::domain::upload::{ChunkPlan, LastChunk, UploadSession};
-use crate::domain::{ApiError, ContentRange};
+use crate::domain::upload::{parse_upload_id, ChunkPlan, LastChunk, UploadSession};
+use crate::domain::{ApiError, ContentRange, StoreError};
 use crate::metrics::Event;
 
 /// Names the file part may have; the official client always uses `image`, even for PDFs.
@@ -52,52 +71,83 @@ async fn chunk(app: &App, req: Request) -> Result<Response, ApiError> {
     app.limits.check_chunk_len(len)?;
     let now = OffsetDateTime::now_utc();
 
-    let (mut session, plan) = match Fields::from_parts(&parts).get("upload_id") {
-        None => start(app, &user, range, file, now).await?,
+    let (session, plan, _exclusive) = match Fields::from_parts(&parts).get("upload_id") {
+        None => {
+            let (session, plan) = start(app, &user, range, file, now).await?;
+            (session, plan, None)
+        }
         Some(id) => {
+            // Held until the commit, where the backend needs it (the local one).
+            let exclusive = app.blobs.exclusive(&parse_upload_id(id)?).await;
             let session = app.own_upload(id, &user).await?;
             if let Some(last) = session.repeated_chunk(range.as_ref(), len, now) {
                 return repeated(&session, last.clone(), file.data.clone()).await;
             }
-            resume(app, session, range, len, now).await?
+            let plan = resume(&session, range, len, now)?;
+            (session, plan, exclusive)
         }
     };
+    write_and_commit(app, session, &plan, file.data.clone()).await
+}
 
-    let before = session.staging.clone();
+/// Steps (2) and (3) against the session as read.
+async fn write_and_commit(
+    app: &App,
+    mut session: UploadSession,
+    plan: &ChunkPlan,
+    data: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let read = session.clone();
     // The MD5 moves forward on a blocking thread while the bytes are written: one waits on the CPU,
     // the other on storage, so a chunk costs the longer of the two rather than their sum.
     let hashing = {
-        let (md5, data) = (session.md5.clone(), file.data.clone());
+        let (md5, data) = (session.md5.clone(), data.clone());
         tokio::task::spawn_blocking(move || md5.advanced(&data))
     };
-    let written = app
-        .blobs
-        .write_chunk(&session, &plan, file.data.clone())
-        .await;
+    let written = app.blobs.write_chunk(&session, plan, data).await;
     let md5 = hashing
         .await
         .map_err(|e| anyhow::Error::from(e).context("hashing the chunk"))
         .and_then(|r| r);
-    let (staging, md5) = match (written, md5) {
-        (Ok(staging), Ok(md5)) => (staging, md5),
-        (Err(e), _) | (_, Err(e)) => {
-            release_lease(app, &mut session).await;
-            return Err(ApiError::Internal(e.context("writing the chunk")));
+    let (write, md5) = match (written, md5) {
+        (Ok(write), Ok(md5)) => (write, md5),
+        (Err(e), _) => return Err(ApiError::Internal(e.context("writing the chunk"))),
+        (Ok(write), Err(e)) => {
+            abandon(app, &read, write).await;
+            return Err(ApiError::Internal(e.context("hashing the chunk")));
         }
     };
-    session.accept_chunk(&plan, md5, staging);
-    app.save_upload(&mut session).await?;
-    app.metrics.record(Event::ChunkStored { bytes: len });
-    if let Err(e) = app.blobs.after_commit(&before, &session.staging).await {
-        // Only garbage is left behind; cleanup by prefix and the bucket lifecycle remove it later.
-        tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "could not free staged chunks");
+    session.accept_chunk(plan, md5, write.staging.clone());
+    session.version = read.version + 1;
+    match app.uploads.put_upload(&session, Some(read.version)).await {
+        Ok(()) => app.metrics.record(Event::ChunkStored { bytes: plan.len }),
+        Err(StoreError::Conflict) => {
+            // Another request moved the upload on (or the sweep removed it) since we read it: what
+            // this attempt wrote is its own, and nothing refers to it.
+            abandon(app, &read, write).await;
+            return Err(StoreError::Conflict.into());
+        }
+        // Whether the commit landed is unknown: leave what was written (it may be referred to now).
+        Err(e) => return Err(e.into()),
     }
-
+    if let Err(e) = app.blobs.after_commit(&session, &read.staging, write).await {
+        // The chunk is committed; what is left undone is repaired when the upload completes.
+        tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "could not finish the chunk's write after its commit");
+    }
     Ok(accepted(&session))
 }
 
-/// The first chunk: identify the content, check it may be uploaded, create the session holding the
-/// lease and count it against the user's quota of unfinished uploads (429 beyond it).
+/// Best effort: what a losing or failed attempt leaves is garbage for completion, the sweep or the
+/// bucket's lifecycle.
+async fn abandon(app: &App, read: &UploadSession, write: crate::ports::ChunkWrite) {
+    if let Err(e) = app.blobs.abandon(read, write).await {
+        tracing::warn!(upload_id = %read.id, error = format!("{e:#}"), "could not remove what a lost chunk attempt wrote");
+    }
+}
+
+/// The first chunk: identify the content, check it may be uploaded, create the session and count it
+/// against the user's quota of unfinished uploads (429 beyond it). Nobody else knows its id until this
+/// request answers, so nobody races its first commit.
 async fn start(
     app: &App,
     user: &str,
@@ -117,25 +167,37 @@ async fn start(
         content,
         filename,
     );
-    session.take_lease(now, app.limits.lease_secs)?;
-    app.uploads
+    session.staging = app.blobs.begin(&session).await?;
+    if let Err(e) = app
+        .uploads
         .create_upload(&session, &app.limits.user_quota)
-        .await?;
+        .await
+    {
+        // Over the quota (or failed): nothing must stay open for a session that does not exist.
+        if let Err(d) = app.blobs.discard(&session).await {
+            tracing::warn!(upload_id = %session.id, error = format!("{d:#}"), "could not free a refused upload");
+        }
+        return Err(e.into());
+    }
     Ok((session, plan))
 }
 
-/// A later chunk: the caller's upload, receiving, at this offset, and nobody else writing it.
-async fn resume(
-    app: &App,
-    mut session: UploadSession,
+/// A later chunk: the caller's upload, receiving, at this offset. A lease only a request of an older
+/// version can have taken (chunks take none now; completion's upload is no longer receiving) is
+/// respected until it runs out.
+fn resume(
+    session: &UploadSession,
     range: Option<ContentRange>,
     len: u64,
     now: OffsetDateTime,
-) -> Result<(UploadSession, ChunkPlan), ApiError> {
+) -> Result<ChunkPlan, ApiError> {
     let plan = session.plan_chunk(range, len, now)?;
-    session.take_lease(now, app.limits.lease_secs)?;
-    app.save_upload(&mut session).await?;
-    Ok((session, plan))
+    if session.lease_active(now) {
+        return Err(ApiError::Conflict(
+            "a chunk of this upload is being written right now; retry shortly".into(),
+        ));
+    }
+    Ok(plan)
 }
 
 /// The chunk accepted last, sent again (its answer was lost): the same bytes get the answer they
@@ -166,12 +228,4 @@ fn accepted(session: &UploadSession) -> Response {
         201,
         &serde_json::json!({"upload_id": session.id, "offset": session.offset, "expires": rfc3339_millis(session.expires())}),
     )
-}
-
-/// After a failed write, give the lease back so that the client's retry need not wait for it to expire.
-async fn release_lease(app: &App, session: &mut UploadSession) {
-    session.lease = None;
-    if let Err(e) = app.save_upload(session).await {
-        tracing::warn!(upload_id = %session.id, error = %e, "could not release the chunk lease");
-    }
 }

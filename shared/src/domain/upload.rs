@@ -34,12 +34,26 @@ pub enum UploadStatus {
     },
 }
 
-/// One S3-style part already written (number, ETag, size): kept by us, as DESIGN.md asks.
+/// One S3-style part (number, ETag, size): kept by us, as DESIGN.md asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRecord {
     pub number: u32,
+    /// What S3 answered to its UploadPart or, for a part uploaded only after the commit that records
+    /// it, the ETag it must get (for S3: the quoted MD5 of its bytes).
     pub etag: String,
     pub size: u64,
+    /// Until the part is known to be stored: the staged objects it is made of, in order (names below
+    /// the upload's staging prefix), from which it can be written again. Empty once it is confirmed,
+    /// and in sessions stored before parts were written after their commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+}
+
+impl PartRecord {
+    /// Whether the part may still be missing from storage (its upload follows its commit).
+    pub fn is_unconfirmed(&self) -> bool {
+        !self.sources.is_empty()
+    }
 }
 
 /// A chunk staged as its own object until enough bytes for a part have arrived.
@@ -329,6 +343,7 @@ impl UploadSession {
     }
 
     /// Takes the write lease for one request; fails with 409 while another request holds a live one.
+    /// Only completion takes it now; chunks stored by older versions may still hold one.
     pub fn take_lease(&mut self, now: OffsetDateTime, secs: u64) -> Result<(), ApiError> {
         if self.lease_active(now) {
             // Who holds it follows from the stored state: chunks write receiving uploads, a
@@ -350,7 +365,8 @@ impl UploadSession {
 
     /// Records a written chunk: the MD5 state moved forward over exactly this chunk
     /// (`self.md5.clone().advanced(chunk)`, computed wherever is convenient, e.g. while the bytes
-    /// are being written), the offset moves too, and the lease is given back.
+    /// are being written), and the offset moves too. Chunks take no lease (their commit is
+    /// conditional on the version they read); one left by an older version is cleared.
     pub fn accept_chunk(&mut self, plan: &ChunkPlan, md5: ResumableMd5, staging: StagingState) {
         debug_assert_eq!(plan.start, self.offset);
         self.last_chunk = Some(LastChunk {
@@ -591,6 +607,23 @@ mod tests {
         let e = s.take_lease(now, 30).unwrap_err();
         assert!(e.to_string().contains("being completed"), "{e}");
         s.take_lease(now + time::Duration::seconds(31), 30).unwrap();
+    }
+
+    #[test]
+    fn parts_stored_before_sources_existed_read_as_confirmed() {
+        let old: PartRecord =
+            serde_json::from_str(r#"{"number":1,"etag":"\"abc\"","size":5}"#).unwrap();
+        assert!(!old.is_unconfirmed());
+        // A confirmed part is stored as before: no empty list in every session item.
+        assert!(!serde_json::to_string(&old).unwrap().contains("sources"));
+        let pending = PartRecord {
+            sources: vec!["0-0123456789abcdef".into()],
+            ..old
+        };
+        assert!(pending.is_unconfirmed());
+        let back: PartRecord =
+            serde_json::from_str(&serde_json::to_string(&pending).unwrap()).unwrap();
+        assert_eq!(back, pending);
     }
 
     #[test]

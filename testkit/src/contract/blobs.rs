@@ -3,12 +3,13 @@
 
 use bytes::Bytes;
 use media_shared::domain::image_metadata::MetadataPolicy;
-use media_shared::domain::upload::{StagingState, UploadSession, UploadStatus};
+use media_shared::domain::upload::{UploadSession, UploadStatus};
 use media_shared::domain::MediaType;
+use media_shared::ports::ChunkWrite;
 
 use super::Backend;
-use crate::handlers::{new_session, send_chunk, write_only};
-use crate::{md5_hex, random_bytes, CHUNK, MIB};
+use crate::handlers::{chunk, complete, new_session, send_chunk, write_only};
+use crate::{md5_hex, pdf, random_bytes, CHUNK, MIB};
 
 /// More than one 5 MiB part, so that S3 merges staged chunks into a part and finishes a second one.
 const SIZE: usize = 6 * MIB + 4321;
@@ -219,12 +220,8 @@ pub async fn whole_objects_round_trip(b: &impl Backend) {
     assert_eq!(b.object(key).await, None);
 }
 
-pub async fn after_commit_with_nothing_staged_does_nothing(b: &impl Backend) {
+pub async fn after_commit_of_a_chunk_that_sealed_nothing_does_nothing(b: &impl Backend) {
     let app = b.app();
-    app.blobs
-        .after_commit(&StagingState::default(), &StagingState::default())
-        .await
-        .unwrap();
     // Nothing that only `before` referred to: what the committed session refers to stays.
     let data = random_bytes(3 * CHUNK + 17, 7);
     let mut s = new_session(app, data.len() as u64).await;
@@ -232,8 +229,12 @@ pub async fn after_commit_with_nothing_staged_does_nothing(b: &impl Backend) {
     for chunk in &chunks[..2] {
         send_chunk(app, &mut s, chunk).await;
     }
+    let nothing = ChunkWrite {
+        staging: s.staging.clone(),
+        ..ChunkWrite::default()
+    };
     app.blobs
-        .after_commit(&s.staging, &s.staging)
+        .after_commit(&s, &s.staging, nothing)
         .await
         .unwrap();
     for chunk in &chunks[2..] {
@@ -319,4 +320,55 @@ pub async fn discard_frees_a_fully_received_photo(b: &impl Backend) {
         assert_nothing_staged(b, &s).await;
         assert_eq!(b.object(&s.object_key()).await, None, "{mime}");
     }
+}
+
+/// Two requests for the same offset with different bytes, at once (a client sending twice, a retry
+/// racing the original): exactly one version is accepted, whatever the interleaving, and the file
+/// ends up holding exactly the accepted bytes. Raced at an ordinary chunk, at the chunk that fills
+/// the first 5 MiB part (S3 uploads a part there) and at the last chunk.
+pub async fn racing_writers_of_one_offset_leave_exactly_one_version(b: &impl Backend) {
+    let app = b.app();
+    let data = pdf(SIZE, 8);
+    let total = data.len();
+    let chunks: Vec<&[u8]> = data.chunks(CHUNK).collect();
+    let raced = [3, 25, chunks.len() - 1];
+    let (status, body) = chunk(app, None, chunks[0], 0, total).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["upload_id"].as_str().unwrap().to_string();
+    let mut accepted = Vec::with_capacity(total);
+    accepted.extend_from_slice(chunks[0]);
+    for (i, mine) in chunks.iter().enumerate().skip(1) {
+        let start = i * CHUNK;
+        if !raced.contains(&i) {
+            let (status, body) = chunk(app, Some(&id), mine, start, total).await;
+            assert_eq!(status, 201, "chunk {i}: {body}");
+            accepted.extend_from_slice(mine);
+            continue;
+        }
+        let mut theirs = mine.to_vec();
+        theirs[0] ^= 0xff;
+        let (a, b2) = tokio::join!(
+            chunk(app, Some(&id), mine, start, total),
+            chunk(app, Some(&id), &theirs, start, total)
+        );
+        let end = (start + mine.len()) as u64;
+        let lost = |(status, body): &(u16, serde_json::Value)| {
+            // Lost the commit (409), or came after it and found other bytes there (400 + offset).
+            *status == 409 || (*status == 400 && body["offset"] == end)
+        };
+        eprintln!("chunk {i}: {} / {}", a.0, b2.0);
+        let winner: &[u8] = match (a.0, b2.0) {
+            (201, _) if lost(&b2) => mine,
+            (_, 201) if lost(&a) => &theirs,
+            _ => panic!("chunk {i}: exactly one version must be accepted: {a:?} / {b2:?}"),
+        };
+        accepted.extend_from_slice(winner);
+    }
+    let s = b.app().uploads.get_upload(&id).await.unwrap().unwrap();
+    assert_eq!(s.offset, total as u64);
+    assert_eq!(s.md5.hex_digest().unwrap(), md5_hex(&accepted));
+    let (status, media) = complete(app, &id, &md5_hex(&accepted)).await;
+    assert_eq!(status, 201, "{media}");
+    assert_object(b, &s.object_key(), &accepted).await;
+    assert_nothing_staged(b, &s).await;
 }

@@ -3,17 +3,17 @@
 //!
 //! Chunks arrive small (200 KB from the official client, at most about 4.5 MB through Lambda) but every
 //! S3 part except the last must be at least 5 MiB, so a chunk can never be a part by itself. Each chunk
-//! is therefore staged as its own object (`staging/<upload_id>/<offset>`), and once the staged bytes
-//! reach the part size they are read back once and written as one part: each byte is written twice and
-//! read once, instead of tusd's rewrite of one growing object with every chunk. The last chunk finishes
-//! the last part, so completing is only CompleteMultipartUpload.
+//! is therefore staged as its own object, and once the staged bytes reach the part size they are read
+//! back once and written as one part: each byte is written twice and read once, instead of tusd's
+//! rewrite of one growing object with every chunk. The last chunk finishes the last part, so completing
+//! is only CompleteMultipartUpload.
 //!
-//! A file that fits in one part is a multipart upload of one part too, although one PutObject at its
-//! last chunk would save a request: the object must not exist before completion has checked its MD5,
-//! because `media/` is served by the CDN (`domain::keys`) and an unverified object there would be
-//! readable by anyone holding its URL. A multipart upload is invisible until CompleteMultipartUpload.
-//! The object's headers (`ObjectHeaders`: type, cache control, download name) are given to the request
-//! that creates it, so it never exists without them.
+//! A file that fits in one part is a multipart upload of one part too, although one PutObject would
+//! save a request: the object must not exist before completion has checked its MD5, because `media/`
+//! is served by the CDN (`domain::keys`) and an unverified object there would be readable by anyone
+//! holding its URL. A multipart upload is invisible until CompleteMultipartUpload. The object's headers
+//! (`ObjectHeaders`: type, cache control, download name) are given to the request that creates it, so
+//! it never exists without them.
 //!
 //! A photo (`image_metadata::applies`) is assembled elsewhere: its multipart upload is opened at a
 //! private key under its staging prefix (`assembly_key`), because its metadata must be stripped before
@@ -23,17 +23,67 @@
 //! finds the final object (PutObject is atomic, so it is whole) or redoes the steps, which write the
 //! same bytes; the assembled object goes with the staging prefix once the final one exists.
 //!
-//! Crash safety comes from never destroying what the committed session refers to: `write_chunk` only
-//! writes objects whose names are fixed by the chunk's offset (a retry overwrites the same object or
-//! part number) and that the committed session cannot refer to yet; staged chunks are deleted in
-//! `after_commit`, once the session that no longer needs them is stored.
+//! # Keys
+//! - `staging/<upload_id>/<offset>-<token>`: one staged chunk (or several compacted into one), under a
+//!   random token of the attempt that wrote it. Never overwritten: two attempts at the same offset
+//!   (a retry, a client sending twice, with the same bytes or not) write two objects, and the commit
+//!   that wins says which one the upload is made of.
+//! - the object key (`UploadSession::object_key`), or for a photo its assembly key (above): one
+//!   multipart upload, opened with the session (`begin`, before the session is first stored, when
+//!   nobody else knows the upload's id), so no attempt at a chunk ever opens one that nothing records. A crash between the two leaves an empty
+//!   multipart upload (free, aborted by the lifecycle rule after a day) and no session.
+//!
+//! # No lease: each attempt writes only what is its own
+//! A chunk costs one GetItem, one PutObject and one conditional PutItem (the commit, on the version
+//! it read). A losing attempt has only written a staged object nobody refers to: it deletes it
+//! (`abandon`, best effort); a crashed one leaves it to `finish`, `discard` (both delete the whole
+//! staging prefix) or the bucket's lifecycle rule on `staging/`.
+//!
+//! Parts are the one place where attempts could collide: a part's number is fixed by its place in
+//! the file, and an UploadPart of a losing attempt, with other bytes, would replace the winner's
+//! part. So a part is uploaded only after the commit that records it has won, and only from what that
+//! commit made immutable: the chunk that fills a part is staged like every other (so the part is
+//! made of committed staged objects alone, its `sources`), the part's bytes are gathered and hashed
+//! before the commit, and the commit records the part with the ETag it must get (S3's ETag of a part
+//! is the quoted MD5 of its bytes, for unencrypted and SSE-S3 buckets). After the commit the winner
+//! uploads it (`after_commit`); anyone else who ever uploads that part number (a repair) uploads the
+//! same bytes, from the same sources.
+//!
+//! A crash between the commit and the UploadPart (or a failed UploadPart) leaves a recorded part that
+//! is not in S3. Its sources stay recorded, and staged, until the part is confirmed: `finish`
+//! completes with the recorded ETags and, if S3 refuses them (a part missing, or ETags that are not
+//! MD5s in a KMS bucket), lists the parts, uploads again from its sources each one missing, and
+//! completes with the listed ETags; only then is the staging prefix deleted. So that sessions stay
+//! small, a chunk that seals a part while `MAX_UNCONFIRMED_PARTS` others are unconfirmed first lists
+//! the parts and repairs them the same way, and its commit forgets their sources (once per that many
+//! parts: one more request per ~200 chunks of 200 KB). Staged objects are deleted with the whole
+//! prefix at the end, not per part: one request per upload instead of one per part, at the price of
+//! keeping the staged bytes until completion.
+//!
+//! Completion racing a chunk: completion needs every byte committed, and once they are, no chunk can
+//! write anything (the only write left is the last chunk's own part upload after its commit, the
+//! same bytes a repair would upload). An expired upload cannot be completed, so the sweep racing a
+//! chunk in flight only frees bytes that can no longer become an object; a chunk committing on a
+//! session the sweep has removed loses its commit and abandons its object.
+//!
+//! Expiry and the lifecycle rules (template.yaml): staged objects expire after 2 days and multipart
+//! uploads are aborted 1 day after they were opened (rounded up to midnight UTC), while an upload can
+//! only be completed before its session expires, 24 hours after it was created, and its multipart
+//! upload is opened after that moment: the rules never take what a completable upload needs.
+//!
+//! Cost, per chunk of the official client's 204800 bytes (26 to a 5 MiB part): one PutObject, and per
+//! part 25 GetObject and one UploadPart, so 2.0 S3 requests and 2.0 bytes written per byte; per upload
+//! CreateMultipartUpload, CompleteMultipartUpload, one ListObjectsV2 and one DeleteObjects per 1000
+//! staged objects; ListParts only to confirm parts (above) or to repair one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context};
 use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
@@ -47,7 +97,7 @@ use crate::domain::upload::{
     ChunkPlan, PartRecord, StagedChunk, StagingState, UploadSession, UploadStatus,
 };
 use crate::domain::ObjectHeaders;
-use crate::ports::BlobStore;
+use crate::ports::{BlobStore, ChunkWrite};
 
 /// S3 allows at most 10,000 parts; part sizes grow for files that would need more.
 const MAX_PARTS: u64 = 10_000;
@@ -55,6 +105,10 @@ const MAX_PARTS: u64 = 10_000;
 /// most 400 KB in DynamoDB) stays small even if a client sends tiny chunks. With the official client's
 /// 200 KB chunks and 5 MiB parts at most 26 chunks are ever staged, so this never happens there.
 pub const MAX_STAGED: usize = 256;
+/// Parts recorded with their sources (uploaded after their commit, not known to be stored yet) before
+/// a chunk that seals one more lists the parts to confirm them: bounds the session's size (each source
+/// is a name of about 30 bytes, 26 per 5 MiB part of 200 KB chunks).
+pub const MAX_UNCONFIRMED_PARTS: usize = 8;
 /// Staged chunks read back in parallel when merging.
 const READ_CONCURRENCY: usize = 16;
 /// DeleteObjects takes at most 1000 keys.
@@ -89,10 +143,10 @@ pub fn staging_prefix(upload_id: &str) -> String {
     format!("staging/{upload_id}/")
 }
 
-/// One staged chunk. Zero-padded so that keys sort by offset and a retry of the same offset hits the
-/// same key.
-fn staged_key(upload_id: &str, offset: u64) -> String {
-    format!("{}{offset:020}", staging_prefix(upload_id))
+/// One staged object starting at `offset`, written by one attempt: `token` is its own, so that no
+/// other attempt ever writes this key.
+fn staged_key(upload_id: &str, offset: u64, token: &str) -> String {
+    format!("{}{offset}-{token}", staging_prefix(upload_id))
 }
 
 /// Where the multipart upload of `session` is assembled: a photo, whose metadata `finish` strips, under
@@ -112,10 +166,27 @@ fn assembly_key(session: &UploadSession) -> String {
     }
 }
 
-/// Compacted staged chunks covering `[start, end)`. Distinct from every key the committed session can
-/// refer to (its compacted objects end at or before the committed offset, this one after it).
-fn compacted_key(upload_id: &str, start: u64, end: u64) -> String {
-    format!("{}{start:020}-{end:020}", staging_prefix(upload_id))
+/// A fresh token for one attempt's staged object (64 random bits).
+fn new_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_string()
+}
+
+/// A staged object's name below the upload's staging prefix, as a part's `sources` keep it.
+fn source_name(upload_id: &str, key: &str) -> String {
+    key.strip_prefix(&staging_prefix(upload_id))
+        .unwrap_or(key)
+        .to_string()
+}
+
+/// ETags compared as values: S3 quotes them, some listings may not.
+fn same_etag(a: &str, b: &str) -> bool {
+    a.trim_matches('"') == b.trim_matches('"')
+}
+
+/// The ETag S3 gives a part of these bytes (unencrypted or SSE-S3): their quoted MD5.
+fn md5_etag(body: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    format!("\"{}\"", hex::encode(Md5::digest(body)))
 }
 
 impl S3Blobs {
@@ -197,18 +268,13 @@ impl S3Blobs {
         Ok(body.into_bytes())
     }
 
-    /// The staged chunks (read back in parallel) followed by `data`, as one buffer. Without staged
-    /// chunks, `data` itself: no copy.
-    async fn gather(&self, staged: &[StagedChunk], data: Bytes) -> anyhow::Result<Bytes> {
-        if staged.is_empty() {
-            return Ok(data);
-        }
-        let mut pieces: Vec<Option<Bytes>> = vec![None; staged.len()];
-        for (batch_no, batch) in staged.chunks(READ_CONCURRENCY).enumerate() {
+    /// The objects `keys`, read in parallel (`READ_CONCURRENCY` at a time), in order.
+    async fn read_all(&self, keys: &[String]) -> anyhow::Result<Vec<Bytes>> {
+        let mut pieces: Vec<Option<Bytes>> = vec![None; keys.len()];
+        for (batch_no, batch) in keys.chunks(READ_CONCURRENCY).enumerate() {
             let mut reads = JoinSet::new();
-            for (i, chunk) in batch.iter().enumerate() {
-                let (client, bucket, key) =
-                    (self.client.clone(), self.bucket.clone(), chunk.key.clone());
+            for (i, key) in batch.iter().enumerate() {
+                let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), key.clone());
                 let index = batch_no * READ_CONCURRENCY + i;
                 reads.spawn(async move { (index, Self::get(client, bucket, key).await) });
             }
@@ -217,10 +283,23 @@ impl S3Blobs {
                 pieces[index] = Some(bytes?);
             }
         }
+        keys.iter()
+            .zip(pieces)
+            .map(|(key, piece)| piece.ok_or_else(|| anyhow!("staged chunk {key} was not read")))
+            .collect()
+    }
+
+    /// The staged chunks (read back in parallel) followed by `data`, as one buffer. Without staged
+    /// chunks, `data` itself: no copy.
+    async fn gather(&self, staged: &[StagedChunk], data: Bytes) -> anyhow::Result<Bytes> {
+        if staged.is_empty() {
+            return Ok(data);
+        }
+        let keys: Vec<String> = staged.iter().map(|c| c.key.clone()).collect();
+        let pieces = self.read_all(&keys).await?;
         let total = staged.iter().map(|c| c.len).sum::<u64>() + data.len() as u64;
         let mut buf = BytesMut::with_capacity(usize::try_from(total)?);
         for (chunk, piece) in staged.iter().zip(pieces) {
-            let piece = piece.ok_or_else(|| anyhow!("staged chunk {} was not read", chunk.key))?;
             // A staged object of the wrong size means the state and the bucket disagree: never build
             // a part from it.
             ensure!(
@@ -234,6 +313,105 @@ impl S3Blobs {
         }
         buf.extend_from_slice(&data);
         Ok(buf.freeze())
+    }
+
+    /// A recorded part's bytes, read again from its sources.
+    async fn part_from_sources(&self, upload_id: &str, part: &PartRecord) -> anyhow::Result<Bytes> {
+        ensure!(
+            part.is_unconfirmed(),
+            "part {} is missing and has no sources to write it again from",
+            part.number
+        );
+        let prefix = staging_prefix(upload_id);
+        let keys: Vec<String> = part
+            .sources
+            .iter()
+            .map(|n| format!("{prefix}{n}"))
+            .collect();
+        let pieces = self.read_all(&keys).await?;
+        let mut buf = BytesMut::with_capacity(usize::try_from(part.size)?);
+        for piece in pieces {
+            buf.extend_from_slice(&piece);
+        }
+        ensure!(
+            buf.len() as u64 == part.size,
+            "the sources of part {} hold {} bytes, expected {}",
+            part.number,
+            buf.len(),
+            part.size
+        );
+        Ok(buf.freeze())
+    }
+
+    /// The parts S3 holds for the multipart upload, as number -> (ETag, size).
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> anyhow::Result<BTreeMap<u32, (String, u64)>> {
+        let mut out = BTreeMap::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(sdk(format!("S3 ListParts {key}")))?;
+            for p in page.parts() {
+                let (Some(n), Some(etag)) = (p.part_number(), p.e_tag()) else {
+                    continue;
+                };
+                let size = u64::try_from(p.size().unwrap_or(0))?;
+                out.insert(u32::try_from(n)?, (etag.to_string(), size));
+            }
+            match page.next_part_number_marker {
+                Some(m) if page.is_truncated == Some(true) => marker = Some(m),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Makes sure every part in `parts` is stored with its recorded bytes: a part S3 lists with the
+    /// recorded size and ETag is confirmed (its sources are forgotten); any other is uploaded again
+    /// from its sources and confirmed with the ETag S3 answers. Safe to run by anyone at any time,
+    /// racing anyone: a part is only ever uploaded from the sources its committed record names, so
+    /// every upload of one part number writes the same bytes. (In a bucket whose ETags are not MD5s,
+    /// SSE-KMS, every unconfirmed part is uploaded once more here: slower, never wrong.)
+    async fn confirm_parts(
+        &self,
+        session: &UploadSession,
+        upload_id: &str,
+        // Where the multipart upload is (`assembly_key`, or the final key of an older photo upload).
+        key: &str,
+        parts: &mut [PartRecord],
+    ) -> anyhow::Result<()> {
+        let listed = self.list_parts(key, upload_id).await?;
+        for part in parts.iter_mut() {
+            match listed.get(&part.number) {
+                Some((etag, size)) if *size == part.size && same_etag(etag, &part.etag) => {}
+                Some((etag, _)) if !part.is_unconfirmed() => bail!(
+                    "part {} of {key} has ETag {etag}, the session recorded {}, and no sources",
+                    part.number,
+                    part.etag
+                ),
+                _ => {
+                    tracing::info!(
+                        upload_id = %session.id,
+                        part = part.number,
+                        "writing a part its chunk's request did not get to write"
+                    );
+                    let body = self.part_from_sources(&session.id, part).await?;
+                    part.etag = self.upload_part(key, upload_id, part.number, body).await?;
+                }
+            }
+            part.sources.clear();
+        }
+        Ok(())
     }
 
     async fn create_multipart(&self, key: &str, headers: &ObjectHeaders) -> anyhow::Result<String> {
@@ -293,34 +471,64 @@ impl S3Blobs {
         }
     }
 
-    /// Every multipart upload in progress for exactly `key`, recorded or not.
     /// CompleteMultipartUpload with the recorded parts; an upload an earlier attempt already completed
     /// (it crashed before recording it) is recognised by the object being there with the full size.
+    /// If S3 refuses the recorded parts (one was never uploaded: its chunk's request died after its
+    /// commit; or the bucket's ETags are not MD5s), the parts are confirmed and repaired from their
+    /// sources (`confirm_parts`) and the upload is completed with the ETags S3 lists.
     async fn complete_multipart(
         &self,
         session: &UploadSession,
         key: &str,
         upload_id: &str,
     ) -> anyhow::Result<()> {
-        let st = &session.staging;
-        let recorded: u64 = st.parts.iter().map(|p| p.size).sum();
+        let recorded: u64 = session.staging.parts.iter().map(|p| p.size).sum();
         ensure!(
             recorded == session.total,
             "the recorded parts of {key} hold {recorded} bytes, expected {}",
             session.total
         );
-        let parts = st
-            .parts
+        let mut parts = session.staging.parts.clone();
+        let mut repaired = false;
+        loop {
+            match self.try_complete(key, upload_id, &parts).await {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.as_service_error().and_then(|e| e.code()) == Some("NoSuchUpload")
+                        && self.head(key).await? == Some(session.total) =>
+                {
+                    return Ok(())
+                }
+                Err(e)
+                    if !repaired
+                        && e.as_service_error().and_then(|e| e.code()) != Some("NoSuchUpload") =>
+                {
+                    tracing::info!(upload_id = %session.id, error = %e, "completing with the listed parts");
+                    self.confirm_parts(session, upload_id, key, &mut parts)
+                        .await?;
+                    repaired = true;
+                }
+                Err(e) => return Err(sdk(format!("S3 CompleteMultipartUpload {key}"))(e)),
+            }
+        }
+    }
+
+    async fn try_complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartRecord],
+    ) -> Result<(), SdkError<CompleteMultipartUploadError, HttpResponse>> {
+        let parts = parts
             .iter()
             .map(|p| {
-                Ok(CompletedPart::builder()
-                    .part_number(i32::try_from(p.number)?)
+                CompletedPart::builder()
+                    .part_number(i32::try_from(p.number).unwrap_or(i32::MAX))
                     .e_tag(&p.etag)
-                    .build())
+                    .build()
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let res = self
-            .client
+            .collect();
+        self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -331,17 +539,8 @@ impl S3Blobs {
                     .build(),
             )
             .send()
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error().and_then(|e| e.code()) == Some("NoSuchUpload")
-                    && self.head(key).await? == Some(session.total) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk(format!("S3 CompleteMultipartUpload {key}"))(e)),
-        }
+            .await
+            .map(|_| ())
     }
 
     /// The photo assembled at `assembly` becomes `key`, stripped of its metadata if `metadata` says
@@ -396,31 +595,12 @@ impl S3Blobs {
     }
 
     /// After the object is whole, nothing of the upload may linger (and be billed until the bucket's
-    /// lifecycle rules): multipart uploads opened by writes that crashed before their commit, and staged
-    /// chunks whose merge committed but whose `after_commit` never ran (the commit's answer was lost).
-    /// Best effort: a failure here leaves only garbage, which the lifecycle rules remove.
-    /// `key` is where the multipart uploads were opened (`assembly_key`).
+    /// lifecycle rules): every staged object, committed or left by attempts that lost or crashed, goes
+    /// with the prefix. Multipart uploads nothing records do not arise (the only one is opened with the
+    /// session, and no part is written before its commit), so none is looked for: that would cost a
+    /// request per upload. Best effort: a failure leaves only garbage, which the lifecycle rules
+    /// remove.
     async fn tidy_after_finish(&self, session: &UploadSession, key: &str) {
-        let strays = match self.multipart_uploads(key).await {
-            Ok(strays) => strays,
-            Err(e) => {
-                tracing::warn!(
-                    key,
-                    error = format!("{e:#}"),
-                    "could not list stray multipart uploads"
-                );
-                Vec::new()
-            }
-        };
-        for stray in strays {
-            if let Err(e) = self.abort(key, &stray).await {
-                tracing::warn!(
-                    key,
-                    error = format!("{e:#}"),
-                    "could not abort a stray multipart upload"
-                );
-            }
-        }
         if let Err(e) = self.delete_prefix(&staging_prefix(&session.id)).await {
             tracing::warn!(
                 key,
@@ -542,12 +722,24 @@ impl S3Blobs {
 
 #[async_trait]
 impl BlobStore for S3Blobs {
+    /// Opens the upload's multipart upload, recorded in its session from the first version on.
+    async fn begin(&self, session: &UploadSession) -> anyhow::Result<StagingState> {
+        let mut staging = session.staging.clone();
+        if staging.multipart_upload_id.is_none() {
+            staging.multipart_upload_id = Some(
+                self.create_multipart(&assembly_key(session), &session.object_headers())
+                    .await?,
+            );
+        }
+        Ok(staging)
+    }
+
     async fn write_chunk(
         &self,
         session: &UploadSession,
         plan: &ChunkPlan,
         data: Bytes,
-    ) -> anyhow::Result<StagingState> {
+    ) -> anyhow::Result<ChunkWrite> {
         ensure!(
             data.len() as u64 == plan.len,
             "the chunk has {} bytes but its plan says {}",
@@ -555,70 +747,125 @@ impl BlobStore for S3Blobs {
             plan.len
         );
         let st = &session.staging;
+        let mut write = ChunkWrite {
+            staging: st.clone(),
+            ..ChunkWrite::default()
+        };
+        let next = &mut write.staging;
+        let upload_id = match &st.multipart_upload_id {
+            Some(id) => id.clone(),
+            // Only sessions stored by a version that opened the multipart upload at the first merge
+            // have none yet: an attempt that loses aborts its own (`abandon`), one that crashes
+            // leaves an empty upload (no part is written before a commit) for the lifecycle rule.
+            None => {
+                let id = self
+                    .create_multipart(&assembly_key(session), &session.object_headers())
+                    .await?;
+                next.multipart_upload_id = Some(id.clone());
+                id
+            }
+        };
         let staged_bytes: u64 = st.staged.iter().map(|c| c.len).sum();
-        let mut next = st.clone();
+        let token = new_token();
 
         if plan.is_last() || staged_bytes + plan.len >= self.part_size_for(session.total) {
-            // Merge: the staged chunks and this one become one part (for a small file, its only
-            // one). The staged objects stay until `after_commit`: the committed session still
-            // refers to them.
-            let body = self.gather(&st.staged, data).await?;
-            let key = assembly_key(session);
-            next.staged.clear();
-            let upload_id = match &st.multipart_upload_id {
-                Some(id) => id.clone(),
-                // A crash before the commit leaves this upload unrecorded; `discard` finds it by
-                // listing, and `finish` aborts it once another one completed.
-                None => {
-                    self.create_multipart(&key, &session.object_headers())
-                        .await?
-                }
+            // This chunk fills a part (or ends the file). Staged like every other, so that the part
+            // is made of committed objects alone; its bytes are gathered and hashed now, and uploaded
+            // by `after_commit` once the commit that records the part has won.
+            let key = staged_key(&session.id, plan.start, &token);
+            let (put, body) = tokio::join!(
+                self.put_staged(&key, data.clone()),
+                self.gather(&st.staged, data)
+            );
+            put?;
+            write.own_objects.push(key.clone());
+            let body = body?;
+            let etag = {
+                let body = body.clone();
+                tokio::task::spawn_blocking(move || md5_etag(&body))
+                    .await
+                    .context("hashing a part")?
             };
-            let number = u32::try_from(st.parts.len() + 1)?;
-            let size = body.len() as u64;
-            let etag = self.upload_part(&key, &upload_id, number, body).await?;
-            next.multipart_upload_id = Some(upload_id);
-            next.parts.push(PartRecord { number, etag, size });
+            if next.parts.iter().filter(|p| p.is_unconfirmed()).count() >= MAX_UNCONFIRMED_PARTS {
+                self.confirm_parts(session, &upload_id, &assembly_key(session), &mut next.parts)
+                    .await?;
+            }
+            let number = u32::try_from(next.parts.len() + 1)?;
+            let mut sources: Vec<String> = next
+                .staged
+                .iter()
+                .map(|c| source_name(&session.id, &c.key))
+                .collect();
+            sources.push(source_name(&session.id, &key));
+            next.staged.clear();
+            next.parts.push(PartRecord {
+                number,
+                etag,
+                size: body.len() as u64,
+                sources,
+            });
+            write.sealed_part = Some((number, body));
         } else if st.staged.len() + 1 >= MAX_STAGED {
             // Too many tiny chunks: fold them and this one into one staged object.
             let start = st.staged.first().map_or(plan.start, |c| c.offset);
             let end = plan.start + plan.len;
             let body = self.gather(&st.staged, data).await?;
-            let key = compacted_key(&session.id, start, end);
+            let key = staged_key(&session.id, start, &token);
             self.put_staged(&key, body).await?;
+            write.own_objects.push(key.clone());
             next.staged = vec![StagedChunk {
                 key,
                 offset: start,
                 len: end - start,
             }];
         } else {
-            let key = staged_key(&session.id, plan.start);
+            let key = staged_key(&session.id, plan.start, &token);
             self.put_staged(&key, data).await?;
+            write.own_objects.push(key.clone());
             next.staged.push(StagedChunk {
                 key,
                 offset: plan.start,
                 len: plan.len,
             });
         }
-        Ok(next)
+        Ok(write)
     }
 
+    /// The winner uploads the part its commit sealed. Staged objects stay until `finish` or
+    /// `discard` (deleting them per part would cost a request per part; they are the sources a
+    /// missing part is repaired from).
     async fn after_commit(
         &self,
-        before: &StagingState,
-        after: &StagingState,
+        session: &UploadSession,
+        _before: &StagingState,
+        write: ChunkWrite,
     ) -> anyhow::Result<()> {
-        let kept: BTreeSet<&str> = after.staged.iter().map(|c| c.key.as_str()).collect();
-        let freed: Vec<String> = before
-            .staged
-            .iter()
-            .filter(|c| !kept.contains(c.key.as_str()))
-            .map(|c| c.key.clone())
-            .collect();
-        if freed.is_empty() {
+        let Some((number, body)) = write.sealed_part else {
             return Ok(());
+        };
+        let upload_id = session
+            .staging
+            .multipart_upload_id
+            .as_deref()
+            .context("a sealed part without a multipart upload")?;
+        let etag = self
+            .upload_part(&assembly_key(session), upload_id, number, body)
+            .await?;
+        let recorded = session.staging.parts.iter().find(|p| p.number == number);
+        if recorded.is_some_and(|p| !same_etag(&p.etag, &etag)) {
+            // Not an error: completion lists the parts when S3 refuses the recorded ETags.
+            tracing::info!(upload_id = %session.id, part = number, etag, "S3's part ETag is not the MD5 of its bytes");
         }
-        self.delete_keys(freed).await
+        Ok(())
+    }
+
+    async fn abandon(&self, session: &UploadSession, write: ChunkWrite) -> anyhow::Result<()> {
+        if let Some(id) = &write.staging.multipart_upload_id {
+            if session.staging.multipart_upload_id.as_ref() != Some(id) {
+                self.abort(&assembly_key(session), id).await?;
+            }
+        }
+        self.delete_keys(write.own_objects).await
     }
 
     async fn finish(

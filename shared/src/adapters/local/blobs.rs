@@ -3,6 +3,8 @@
 //! is a rename into `objects/<key>`: no byte is copied twice. A photo whose metadata is stripped
 //! (`domain::image_metadata`) is the exception: its rewritten bytes go to `partial/<upload_id>.stripped`
 //! and that file is renamed into `objects/` instead.
+//! Because attempts share the partial file, the chunk writers of one upload take turns (`exclusive`,
+//! `upload_lock`).
 //!
 //! Each finished object has its headers (`ObjectHeaders`) and MD5 in `headers/<key>.json`, written
 //! before the object appears and removed after it is gone, which is what `/files/` serves it with
@@ -19,14 +21,17 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
+use super::upload_lock::UploadLocks;
 use crate::domain::image_metadata::{self, MetadataPolicy};
 use crate::domain::sniff::mime_for_extension;
-use crate::domain::upload::{ChunkPlan, StagingState, UploadSession};
+use crate::domain::upload::{ChunkPlan, UploadSession};
 use crate::domain::ObjectHeaders;
-use crate::ports::BlobStore;
+use crate::ports::{BlobStore, ChunkGuard, ChunkWrite};
 
 pub struct LocalBlobs {
     root: PathBuf,
+    /// Chunk writers of one upload take turns (`BlobStore::exclusive`): they all write one file.
+    chunk_writers: UploadLocks,
     /// Prefix of the URLs at which the local server serves `objects/`, e.g. `http://127.0.0.1:8080/files`;
     /// `None` in a process that serves no files (the sweep command).
     files_url: Option<String>,
@@ -51,6 +56,7 @@ impl LocalBlobs {
         }
         Ok(LocalBlobs {
             root: root.to_path_buf(),
+            chunk_writers: UploadLocks::default(),
             files_url,
         })
     }
@@ -184,12 +190,16 @@ fn ignore_missing(r: std::io::Result<()>) -> std::io::Result<()> {
 
 #[async_trait]
 impl BlobStore for LocalBlobs {
+    async fn exclusive(&self, upload_id: &str) -> Option<ChunkGuard> {
+        Some(self.chunk_writers.lock(upload_id).await)
+    }
+
     async fn write_chunk(
         &self,
         session: &UploadSession,
         plan: &ChunkPlan,
         data: Bytes,
-    ) -> anyhow::Result<StagingState> {
+    ) -> anyhow::Result<ChunkWrite> {
         let path = self.partial(&session.id);
         let at = plan.start;
         blocking(move || {
@@ -209,7 +219,10 @@ impl BlobStore for LocalBlobs {
             Ok(())
         })
         .await?;
-        Ok(session.staging.clone())
+        Ok(ChunkWrite {
+            staging: session.staging.clone(),
+            ..ChunkWrite::default()
+        })
     }
 
     async fn finish(

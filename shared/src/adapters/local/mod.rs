@@ -3,6 +3,7 @@
 
 mod blobs;
 mod meta;
+mod upload_lock;
 
 pub use blobs::{LocalBlobs, StoredFile};
 pub use meta::LocalMeta;
