@@ -1,5 +1,6 @@
 //! `media-local`: the media API on the embedded default (files on disk + redb), no AWS needed.
 
+pub mod allocator;
 pub mod api_entry;
 pub mod config;
 pub mod connections;

@@ -57,6 +57,7 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("media-local: internal error: {info}");
     }));
+    media_local::allocator::bound_large_blocks();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

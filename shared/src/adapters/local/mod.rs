@@ -2,6 +2,7 @@
 //! Needs nothing but a directory.
 
 mod blobs;
+mod group_commit;
 mod meta;
 mod upload_lock;
 
