@@ -10,6 +10,7 @@
 //! The AWS part needs the S3/DynamoDB server of `eval "$(scripts/start-moto.sh)"` (AWS_ENDPOINT_URL).
 
 mod child;
+mod cost;
 mod proxy;
 mod report;
 

@@ -1,10 +1,13 @@
 //! A counting HTTP proxy on loopback between media-local (its `AWS_ENDPOINT_URL`) and moto. It
 //! forwards every request unchanged (Host included, so signatures stay valid) and counts S3
 //! requests per operation, DynamoDB requests per `X-Amz-Target`, the body bytes of S3 PUTs (the
-//! decoded length of aws-chunked bodies) and the body bytes of S3 GET answers.
+//! decoded length of aws-chunked bodies) and the body bytes of S3 GET answers. It also keeps a log of
+//! every call (`Call`) for the cost model (`cost.rs`): item sizes come from DynamoDB's JSON bodies,
+//! staged objects' lifetimes from the times of their PUT and DELETE.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::body::Body;
@@ -21,6 +24,29 @@ pub struct Counts {
     pub s3_put_bytes: u64,
     pub s3_get_bytes: u64,
     pub errors: u64,
+    /// Every forwarded call, in the order their answers came.
+    pub calls: Vec<Call>,
+}
+
+/// One forwarded call, as the cost model needs it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// When its answer came, since the proxy started.
+    pub at: Duration,
+    pub dynamodb: bool,
+    /// As counted in `Counts` (DynamoDB: the `X-Amz-Target` operation; S3: `x-id` or method + query).
+    pub op: String,
+    /// The path without the query (S3 path style: `/bucket/key`).
+    pub path: String,
+    pub status: u16,
+    /// S3 PUT body bytes (decoded length), 0 otherwise.
+    pub put_bytes: u64,
+    /// S3 GET answer bytes, 0 otherwise.
+    pub get_bytes: u64,
+    /// The request body of DynamoDB calls and S3 POSTs (DeleteObjects' key list); empty otherwise.
+    pub request: Bytes,
+    /// The answer body of DynamoDB calls; empty otherwise.
+    pub answer: Bytes,
 }
 
 impl Counts {
@@ -44,6 +70,7 @@ impl Counts {
             s3_put_bytes: self.s3_put_bytes - before.s3_put_bytes,
             s3_get_bytes: self.s3_get_bytes - before.s3_get_bytes,
             errors: self.errors - before.errors,
+            calls: self.calls[before.calls.len().min(self.calls.len())..].to_vec(),
         }
     }
 }
@@ -52,6 +79,7 @@ struct Proxy {
     upstream: String,
     client: reqwest::Client,
     counts: Mutex<Counts>,
+    started: Instant,
 }
 
 pub struct Running {
@@ -89,6 +117,7 @@ pub async fn start(upstream: &str) -> anyhow::Result<Running> {
             .build()
             .context("building the proxy's HTTP client")?,
         counts: Mutex::new(Counts::default()),
+        started: Instant::now(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -148,6 +177,7 @@ async fn try_forward(p: &Proxy, req: Request) -> anyhow::Result<Response> {
     let target = header("x-amz-target");
     let is_put = parts.method == http::Method::PUT;
     let is_get = parts.method == http::Method::GET;
+    let keep_request = target.is_some() || parts.method == http::Method::POST;
     let put_bytes = header("x-amz-decoded-content-length")
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(body.len() as u64);
@@ -165,6 +195,11 @@ async fn try_forward(p: &Proxy, req: Request) -> anyhow::Result<Response> {
             out = out.header(name, value);
         }
     }
+    let request = if keep_request {
+        body.clone()
+    } else {
+        Bytes::new()
+    };
     let resp = out
         .body(body)
         .send()
@@ -174,6 +209,29 @@ async fn try_forward(p: &Proxy, req: Request) -> anyhow::Result<Response> {
     let headers = resp.headers().clone();
     let answer = resp.bytes().await.context("reading the upstream answer")?;
 
+    let call = Call {
+        at: p.started.elapsed(),
+        dynamodb: target.is_some(),
+        op: op.clone(),
+        path: parts.uri.path().to_string(),
+        status: status.as_u16(),
+        put_bytes: if target.is_none() && is_put {
+            put_bytes
+        } else {
+            0
+        },
+        get_bytes: if target.is_none() && is_get {
+            answer.len() as u64
+        } else {
+            0
+        },
+        request,
+        answer: if target.is_some() {
+            answer.clone()
+        } else {
+            Bytes::new()
+        },
+    };
     if let Ok(mut c) = p.counts.lock() {
         if target.is_some() {
             *c.dynamodb.entry(op).or_default() += 1;
@@ -186,6 +244,7 @@ async fn try_forward(p: &Proxy, req: Request) -> anyhow::Result<Response> {
                 c.s3_get_bytes += answer.len() as u64;
             }
         }
+        c.calls.push(call);
     }
 
     let mut r = Response::new(Body::from(answer));

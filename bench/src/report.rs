@@ -463,4 +463,16 @@ fn render_aws(d: &mut String, a: &Aws) {
         "Target: at most 2.1 bytes written to S3 per byte uploaded. {written:.3}: {}.\n",
         verdict(written <= 2.1)
     );
+    crate::cost::render(
+        d,
+        &crate::cost::Measured {
+            size: a.size,
+            chunk: OFFICIAL_CHUNK as u64,
+            part_size: a.part_size,
+            chunk_requests: a.up.count as u64,
+            chunk_ms: ms(a.up.chunks) / chunks,
+            complete_ms: ms(a.up.complete),
+            calls: &c.calls,
+        },
+    );
 }
