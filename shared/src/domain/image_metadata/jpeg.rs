@@ -26,12 +26,9 @@ pub fn strip(data: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(&data[..2]);
     let mut at = 2;
     let mut orientation_kept = false;
-    loop {
-        // The next marker: non-marker bytes are skipped (libjpeg warns and does the same), and so
-        // are fill bytes (any number of FF before the marker's code).
-        let Some(ff) = memchr(0xFF, &data[at..]) else {
-            break;
-        };
+    // The next marker: non-marker bytes are skipped (libjpeg warns and does the same), and so are
+    // fill bytes (any number of FF before the marker's code).
+    while let Some(ff) = memchr(0xFF, &data[at..]) {
         at += ff;
         while data.get(at + 1) == Some(&0xFF) {
             at += 1;
