@@ -161,6 +161,12 @@ async fn the_providers_tokens_upload_and_every_bad_one_is_a_401_with_the_reason(
 
 #[tokio::test]
 async fn a_rotated_key_is_picked_up_after_one_refetch_and_unknown_key_ids_cost_no_more() {
+    // The fetch counts are those of one process. Behind `cargo lambda watch`, concurrent requests
+    // start more processes of the chunk function, each fetching the set at its start (seen: 2
+    // fetches for the 10 requests below), so the counts there say nothing about the rule.
+    if skip_on_lambda("fetch counts per process; cargo lambda watch adds processes under load") {
+        return;
+    }
     let (a, b) = (TestKey::rsa_a(), TestKey::rsa_b());
     // Slow answers, so that the concurrent requests below overlap the refetch.
     let provider = JwksServer::start(&[&a], Duration::from_millis(300)).await;

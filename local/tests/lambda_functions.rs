@@ -43,7 +43,7 @@ async fn without_a_key_every_function_refuses_a_token_it_cannot_verify() {
     let f = Functions::start(&keyless, aws);
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", f.port);
     let refused = json!({"errors": [{"code": "not_authenticated", "message":
-        "the token cannot be verified: no authorizer checked it and MEDIA_JWT_SECRET is not set"}]});
+        "the token cannot be verified: no authorizer checked it and neither MEDIA_JWT_SECRET nor MEDIA_JWT_JWKS_URL is set"}]});
 
     let forged = Hs256::new(b"a guess").issue("alice", 600).unwrap();
     // Signed with the secret the suite's other functions have: here nobody can check it either.
@@ -169,11 +169,12 @@ async fn every_event_gets_its_answer_from_cargo_lambda_invoke() {
         (1, None, Some("203.0.113.7"))
     );
 
-    // create.json: an embed, media 2.
+    // create.json: an embed. Its id is the first of the second block of ids: each process reserves
+    // its own block of MEDIA_ID_BLOCK (100) ids, and the complete function's process took 1..=100.
     let (st, b) = http(f.invoke("create", &event("create")));
     assert_eq!(
         (st, &b["id"], &b["type"]),
-        (201, &json!(2), &json!("embed")),
+        (201, &json!(101), &json!("embed")),
         "{b}"
     );
 
