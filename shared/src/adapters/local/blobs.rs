@@ -170,6 +170,31 @@ fn write_sidecar(path: &Path, headers: ObjectHeaders, md5: String) -> anyhow::Re
     Ok(())
 }
 
+/// Renames a whole, flushed file into place as `object` and makes the rename itself durable: the
+/// directory entry lives in the directory, not the file, and the media record that points to the
+/// object is committed right after `finish` returns. A directory created for it is flushed into its
+/// own parent too.
+fn place(from: &Path, object: &Path) -> anyhow::Result<()> {
+    let dir = object.parent().context("object path has a parent")?;
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir)?;
+    std::fs::rename(from, object)
+        .with_context(|| format!("renaming {} to {}", from.display(), object.display()))?;
+    sync_dir(dir)?;
+    if created {
+        if let Some(up) = dir.parent() {
+            sync_dir(up)?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("flushing the directory {}", dir.display()))
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
@@ -271,16 +296,16 @@ impl BlobStore for LocalBlobs {
                         .with_context(|| format!("writing {}", stripped.display()))?;
                     std::fs::File::open(&stripped)?.sync_all()?;
                     write_sidecar(&sidecar, headers, hex::encode(Md5::digest(&clean)))?;
-                    std::fs::create_dir_all(object.parent().context("object path has a parent")?)?;
-                    std::fs::rename(&stripped, &object)?;
+                    // Durably in place before the original goes: a crash in between leaves both,
+                    // and the retry strips the original again to the same bytes.
+                    place(&stripped, &object)?;
                     std::fs::remove_file(&partial)?;
                     return Ok(clean.len() as u64);
                 }
             }
             // Headers first: the object is never served without them.
             write_sidecar(&sidecar, headers, md5)?;
-            std::fs::create_dir_all(object.parent().context("object path has a parent")?)?;
-            std::fs::rename(&partial, &object)?;
+            place(&partial, &object)?;
             // A copy a crashed attempt under another setting left behind.
             ignore_missing(std::fs::remove_file(&stripped))?;
             Ok(total)
