@@ -1,7 +1,9 @@
 //! Freeing what expired and failed uploads hold. Shared by the local server's periodic sweep, the
 //! `media-local sweep` command and the cleanup Lambda. Every step is idempotent and conditional on the
 //! session's version, so two sweeps (or a sweep and a late client) never undo each other's work, and a
-//! completed upload's object is never touched: only its session record goes.
+//! completed upload's object is never touched: only its session record goes. Before an unfinished
+//! upload's bytes are freed, the sweep claims its session with a conditional write (`claim`), so that
+//! a completion racing the expiry either wins and keeps its bytes, or loses its own write.
 //!
 //! An unfinished upload that expires is an `Upload Expired` event for the platform, published here,
 //! where that is decided, on both paths that remove sessions: the sweep (local server, the cleanup
@@ -22,13 +24,13 @@ use crate::metrics::Event;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SweepReport {
-    /// Unfinished or failed uploads whose bytes this sweep released (releasing is idempotent, so two
-    /// overlapping sweeps may both count the same upload here).
+    /// Unfinished or failed uploads whose bytes this sweep released. A stored session is released by
+    /// one sweep only, the one whose claim on it won (`claim`); the TTL stream's removals need none.
     pub released: usize,
     /// Session records this sweep removed (released ones plus expired completed ones).
     pub sessions_removed: usize,
-    /// Sessions left for a later sweep: changed by someone else meanwhile, or held by a live lease (a
-    /// chunk or a completion in progress).
+    /// Sessions left for a later sweep (or already another's): changed by someone else meanwhile
+    /// (a completion, a chunk, an overlapping sweep's claim), or held by a live lease.
     pub skipped: usize,
     /// Sessions whose cleanup failed (logged with the reason); the next sweep tries them again.
     pub failed: usize,
@@ -43,7 +45,7 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> anyhow::Result<SweepReport
         let batch = app.uploads.list_expired(unix_millis(now), 100).await?;
         let before = report;
         for session in &batch {
-            if let Err(e) = clean(app, session, now, &mut report).await {
+            if let Err(e) = clean(app, session, Found::Stored, now, &mut report).await {
                 report.failed += 1;
                 tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "could not clean an expired upload");
             }
@@ -71,6 +73,7 @@ pub async fn sweep(app: &App, now: OffsetDateTime) -> anyhow::Result<SweepReport
 pub async fn clean(
     app: &App,
     session: &UploadSession,
+    found: Found,
     now: OffsetDateTime,
     report: &mut SweepReport,
 ) -> anyhow::Result<()> {
@@ -85,7 +88,18 @@ pub async fn clean(
     // session is expired either way, never completed, and the next sweep frees what it holds.
     let _exclusive = app.blobs.exclusive(&session.id).await;
     let unfinished = holds_unfinished_bytes(app, session).await?;
+    // The version the record's removal below is conditional on: the claim's, when there is one.
+    let mut version = session.version;
     if unfinished {
+        if found == Found::Stored {
+            match claim(app, session).await? {
+                Some(claimed) => version = claimed,
+                None => {
+                    report.skipped += 1;
+                    return Ok(());
+                }
+            }
+        }
         app.blobs.discard(session).await?;
         report.released += 1;
         app.metrics.record(Event::UploadExpired {
@@ -106,17 +120,47 @@ pub async fn clean(
     }
     // Conditional on the version we saw: a session a client moved on meanwhile is left alone. One the
     // TTL or another sweep already deleted is simply not there any more, which is fine.
-    match app
-        .uploads
-        .delete_upload(&session.id, session.version)
-        .await
-    {
+    match app.uploads.delete_upload(&session.id, version).await {
         Ok(true) => report.sessions_removed += 1,
         Ok(false) => {}
         Err(StoreError::Conflict) => report.skipped += 1,
         Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// Where the session being cleaned was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Still stored (the sweep's listing): a client may move it on until it is claimed.
+    Stored,
+    /// Already removed from the store (a TTL removal's old image): nobody can write it any more,
+    /// since every write of a session is conditional on the version stored.
+    Removed,
+}
+
+/// Takes a stored session out of the client's hands before its bytes are freed: one write,
+/// conditional on the version the sweep read, that marks it failed. Without it, a completion that
+/// passed its expiry check just before the expiry and moved the session on (to `Completing`, with its
+/// lease) after the sweep's read would have its bytes discarded under it. With it, whichever write
+/// comes second loses its condition: the completion (then its client retries, and meets a failed or
+/// removed upload) or the claim (then the session is left to a later sweep). `None` when the claim
+/// lost; otherwise the version the record now has.
+async fn claim(app: &App, session: &UploadSession) -> Result<Option<u64>, StoreError> {
+    let mut claimed = session.clone();
+    claimed.status = UploadStatus::Failed {
+        reason: "it expired before it was completed".into(),
+    };
+    claimed.version = session.version + 1;
+    match app
+        .uploads
+        .put_upload(&claimed, Some(session.version))
+        .await
+    {
+        Ok(()) => Ok(Some(claimed.version)),
+        Err(StoreError::Conflict) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether the session's bytes are not (part of) a media. A session caught in `Completing` may already
@@ -189,7 +233,7 @@ pub async fn handle_stream(
     for record in &batch.records {
         match ttl_removed_session(record) {
             Ok(Some(session)) => {
-                if let Err(e) = clean(app, &session, now, &mut report).await {
+                if let Err(e) = clean(app, &session, Found::Removed, now, &mut report).await {
                     tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "cleanup failed; the record will be retried");
                     answer.batch_item_failures.push(retry(record));
                 }

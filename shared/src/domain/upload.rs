@@ -27,8 +27,9 @@ pub enum UploadStatus {
         media_id: u64,
         md5: String,
     },
-    /// The MD5 did not match, in versions before a mismatch kept the upload completable: the bytes
-    /// are released and the upload can only expire. No longer written; still read.
+    /// The upload can only expire: its bytes are being (or were) released. Written by the sweep's
+    /// claim on an expired upload (`cleanup`), and by versions before an MD5 mismatch kept the
+    /// upload completable.
     Failed {
         reason: String,
     },
@@ -299,6 +300,9 @@ impl UploadSession {
                     "this upload is already completed",
                 ))
             }
+            // A failed upload past its expiry (the sweep's claim marks it failed before freeing it)
+            // is simply gone, as the API says of expired uploads.
+            UploadStatus::Failed { .. } if self.is_expired(now) => return Err(ApiError::Gone),
             UploadStatus::Failed { reason } => {
                 return Err(ApiError::bad_request(
                     "upload_failed",
@@ -315,6 +319,9 @@ impl UploadSession {
     /// Checks before completing: the rules for a session that has not completed yet.
     pub fn check_completable(&self, now: OffsetDateTime) -> Result<(), ApiError> {
         if let UploadStatus::Failed { reason } = &self.status {
+            if self.is_expired(now) {
+                return Err(ApiError::Gone);
+            }
             return Err(ApiError::bad_request(
                 "upload_failed",
                 format!("this upload has failed: {reason}"),
@@ -540,6 +547,13 @@ mod tests {
                 .status(),
             400
         );
+        // Failed by the sweep's claim because it expired: gone, for chunks and completion alike.
+        assert!(matches!(
+            s.plan_chunk(range(40, 49, 100), 10, later),
+            Err(ApiError::Gone)
+        ));
+        assert!(matches!(s.check_completable(later), Err(ApiError::Gone)));
+        assert_eq!(s.check_completable(now).unwrap_err().status(), 400);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! [`Backend::object`], [`Backend::clicks`]: the files on disk, or S3 and DynamoDB through the SDK).
 
 pub mod blobs;
+pub mod cleanup;
 pub mod media;
 pub mod quotas;
 pub mod uploads;
@@ -185,6 +186,10 @@ macro_rules! port_contract_tests {
                 photos_are_stored_without_their_metadata,
                 photos_are_stored_as_uploaded_when_metadata_is_kept,
                 discard_frees_a_fully_received_photo,
+            }
+            cleanup {
+                a_completion_that_moved_on_after_the_sweeps_read_keeps_its_bytes,
+                a_completion_after_the_sweeps_claim_loses_its_write,
             }
         );
     };
