@@ -5,7 +5,9 @@
 //! in order.
 
 use media_shared::domain::image_metadata::strip;
-use media_testkit::photos::{phone_jpeg, phone_png, phone_webp, secrets_in};
+use media_testkit::photos::{
+    jpeg_segment, phone_jpeg, phone_png, phone_webp, png_chunk, secrets_in, webp_chunk,
+};
 use proptest::prelude::*;
 
 /// Planted in every segment or chunk that must be dropped; random payloads never hold it.
@@ -51,13 +53,6 @@ enum Part {
     Drop(Vec<u8>),
 }
 
-fn jpeg_segment(code: u8, payload: &[u8]) -> Vec<u8> {
-    let mut s = vec![0xFF, code];
-    s.extend(u16::try_from(payload.len() + 2).unwrap().to_be_bytes());
-    s.extend(payload);
-    s
-}
-
 fn jpeg_part() -> impl Strategy<Value = Part> {
     prop_oneof![
         (
@@ -100,15 +95,6 @@ fn jpeg_part() -> impl Strategy<Value = Part> {
     ]
 }
 
-fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut typed = kind.to_vec();
-    typed.extend(data);
-    let mut c = u32::try_from(data.len()).unwrap().to_be_bytes().to_vec();
-    c.extend(&typed);
-    c.extend(crc32fast::hash(&typed).to_be_bytes());
-    c
-}
-
 fn png_part() -> impl Strategy<Value = Part> {
     let any_payload = || proptest::collection::vec(any::<u8>(), 0..40);
     prop_oneof![
@@ -127,16 +113,6 @@ fn png_part() -> impl Strategy<Value = Part> {
         )
             .prop_map(|(kind, p)| Part::Drop(png_chunk(&kind, &planted(p)))),
     ]
-}
-
-fn webp_chunk(code: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut c = code.to_vec();
-    c.extend(u32::try_from(data.len()).unwrap().to_le_bytes());
-    c.extend(data);
-    if data.len() % 2 == 1 {
-        c.push(0);
-    }
-    c
 }
 
 fn webp_part() -> impl Strategy<Value = Part> {

@@ -79,7 +79,8 @@ fn gradient(width: u32, height: u32) -> Vec<u8> {
         .collect()
 }
 
-fn segment(code: u8, payload: &[u8]) -> Vec<u8> {
+/// A JPEG marker segment: `FF code`, the length, the payload.
+pub fn jpeg_segment(code: u8, payload: &[u8]) -> Vec<u8> {
     let mut s = vec![0xFF, code];
     s.extend(u16::try_from(payload.len() + 2).unwrap().to_be_bytes());
     s.extend(payload);
@@ -98,10 +99,10 @@ pub fn phone_jpeg(orientation: Option<u16>) -> Vec<u8> {
     let mut exif = b"Exif\0\0".to_vec();
     exif.extend(gps_exif(orientation));
     let mut out = plain[..app0_end].to_vec();
-    out.extend(segment(0xE1, &exif));
-    out.extend(segment(0xE1, XMP));
-    out.extend(segment(0xE2, &icc_segment_payload()));
-    out.extend(segment(0xFE, b"GPS at home"));
+    out.extend(jpeg_segment(0xE1, &exif));
+    out.extend(jpeg_segment(0xE1, XMP));
+    out.extend(jpeg_segment(0xE2, &icc_segment_payload()));
+    out.extend(jpeg_segment(0xFE, b"GPS at home"));
     out.extend(&plain[app0_end..]);
     out.extend(b"MotionPhoto_Data SecretPhone");
     out
@@ -114,7 +115,8 @@ pub fn icc_segment_payload() -> Vec<u8> {
     p
 }
 
-fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+/// A PNG chunk: length, type, data, CRC.
+pub fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
     let mut typed = kind.to_vec();
     typed.extend(data);
     let mut c = u32::try_from(data.len()).unwrap().to_be_bytes().to_vec();
@@ -150,27 +152,29 @@ pub fn phone_webp(orientation: Option<u16>) -> Vec<u8> {
         .encode(&gradient(40, 30), 40, 30, ExtendedColorType::Rgb8)
         .expect("encoding a WebP");
     assert_eq!(&plain[12..16], b"VP8L");
-    fn chunk(code: &[u8; 4], data: &[u8]) -> Vec<u8> {
-        let mut c = code.to_vec();
-        c.extend(u32::try_from(data.len()).unwrap().to_le_bytes());
-        c.extend(data);
-        if data.len() % 2 == 1 {
-            c.push(0);
-        }
-        c
-    }
     let mut vp8x = vec![0x08 | 0x04, 0, 0, 0];
     vp8x.extend(&39u32.to_le_bytes()[..3]);
     vp8x.extend(&29u32.to_le_bytes()[..3]);
     let mut body = b"WEBP".to_vec();
-    body.extend(chunk(b"VP8X", &vp8x));
+    body.extend(webp_chunk(b"VP8X", &vp8x));
     body.extend(&plain[12..]);
-    body.extend(chunk(b"EXIF", &gps_exif(orientation)));
-    body.extend(chunk(b"XMP ", &XMP[29..]));
+    body.extend(webp_chunk(b"EXIF", &gps_exif(orientation)));
+    body.extend(webp_chunk(b"XMP ", &XMP[29..]));
     let mut out = b"RIFF".to_vec();
     out.extend(u32::try_from(body.len()).unwrap().to_le_bytes());
     out.extend(body);
     out
+}
+
+/// A RIFF chunk of a WebP: code, little-endian length, data, a pad byte to an even length.
+pub fn webp_chunk(code: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut c = code.to_vec();
+    c.extend(u32::try_from(data.len()).unwrap().to_le_bytes());
+    c.extend(data);
+    if data.len() % 2 == 1 {
+        c.push(0);
+    }
+    c
 }
 
 /// What a decoder makes of `data`: width, height, RGBA pixels, and the orientation it would apply.

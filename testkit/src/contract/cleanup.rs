@@ -30,6 +30,21 @@ async fn expired_upload(b: &impl Backend, data: &[u8]) -> UploadSession {
     expired
 }
 
+/// What a sweep does with the one session it listed.
+async fn sweep_one(b: &impl Backend, listed: &UploadSession) -> SweepReport {
+    let mut report = SweepReport::default();
+    cleanup::clean(
+        b.app(),
+        listed,
+        Found::Stored,
+        OffsetDateTime::now_utc(),
+        &mut report,
+    )
+    .await
+    .unwrap();
+    report
+}
+
 /// What the complete handler writes when the MD5 matched: `Completing`, under its lease, conditional
 /// on the version it read.
 async fn start_completing(
@@ -64,16 +79,7 @@ pub async fn a_completion_that_moved_on_after_the_sweeps_read_keeps_its_bytes(b:
     assert_ne!(staged, Vec::<String>::new());
 
     let completing = start_completing(b, &listed).await.unwrap();
-    let mut report = SweepReport::default();
-    cleanup::clean(
-        app,
-        &listed,
-        Found::Stored,
-        OffsetDateTime::now_utc(),
-        &mut report,
-    )
-    .await
-    .unwrap();
+    let report = sweep_one(b, &listed).await;
     assert_eq!(
         report,
         SweepReport {
@@ -108,16 +114,7 @@ pub async fn a_completion_after_the_sweeps_claim_loses_its_write(b: &impl Backen
     let data = random_bytes(2 * CHUNK + 7, 22);
     let listed = expired_upload(b, &data).await;
 
-    let mut report = SweepReport::default();
-    cleanup::clean(
-        app,
-        &listed,
-        Found::Stored,
-        OffsetDateTime::now_utc(),
-        &mut report,
-    )
-    .await
-    .unwrap();
+    let report = sweep_one(b, &listed).await;
     assert_eq!(
         (report.released, report.sessions_removed),
         (1, 1),
