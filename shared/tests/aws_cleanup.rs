@@ -21,7 +21,7 @@ use media_shared::adapters::aws::{items, staging_prefix, AwsClients, AwsConfig};
 use media_shared::app::App;
 use media_shared::cleanup::{self, CleanupEvent, SweepReport};
 use media_shared::domain::upload::{UploadSession, UploadStatus};
-use media_shared::wiring::{self, Stores};
+use media_testkit::aws::{self, LambdaEnv};
 use media_testkit::handlers::*;
 use media_testkit::{md5_hex, pdf, CHUNK};
 use serde_json::{json, Value};
@@ -44,28 +44,16 @@ struct Aws {
 }
 
 async fn fresh() -> Aws {
-    media_testkit::moto::require("the AWS cleanup tests");
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let bucket = format!("media-cleanup-{}", &tag[..20]);
-    let table = format!("media-cleanup-{tag}");
     let ttl = TTL_SECS.to_string();
-    let env = [
-        ("MEDIA_BUCKET", bucket.as_str()),
-        ("MEDIA_TABLE", table.as_str()),
-        ("MEDIA_PART_SIZE", "5242880"),
-        ("MEDIA_S3_FORCE_PATH_STYLE", "true"),
-        ("MEDIA_UPLOAD_TTL_SECS", ttl.as_str()),
-        ("MEDIA_CREATE_RESOURCES", "1"),
-    ];
-    let wired = wiring::for_lambda(&env).await.unwrap();
-    let Stores::Aws {
-        clients,
-        config: cfg,
-    } = wired.stores
-    else {
-        unreachable!("the functions run on AWS")
-    };
-    let app = wired.app;
+    let LambdaEnv { app, clients, cfg } = aws::for_lambda(
+        "the AWS cleanup tests",
+        "media-cleanup",
+        &[
+            ("MEDIA_PART_SIZE", "5242880"),
+            ("MEDIA_UPLOAD_TTL_SECS", ttl.as_str()),
+        ],
+    )
+    .await;
     assert_eq!(cfg.part_size, 5 * MIB as u64);
     assert_eq!(app.limits.upload_ttl_secs, TTL_SECS);
     Aws { app, clients, cfg }

@@ -30,7 +30,7 @@ use media_shared::domain::Click;
 use media_shared::lambda::{self, CallerRule};
 use media_shared::metrics::emf::Emf;
 use media_shared::metrics::Metric;
-use media_shared::wiring::{self, Stores};
+use media_testkit::aws::LambdaEnv;
 use media_testkit::jwks::{JwksServer, TestKey, AUDIENCE, ISSUER};
 use media_testkit::{emf, md5_hex, png};
 use serde_json::{json, Value};
@@ -186,31 +186,13 @@ struct Moto {
 
 /// The App on a fresh bucket and table in moto, built by `wiring::for_lambda` as the functions build it.
 async fn moto() -> Moto {
-    media_testkit::moto::require("the Lambda event tests");
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let bucket = format!("media-lambda-{}", &tag[..20]);
-    let table = format!("media-lambda-{tag}");
-    let env = [
-        ("MEDIA_BUCKET", bucket.as_str()),
-        ("MEDIA_TABLE", table.as_str()),
-        ("MEDIA_S3_FORCE_PATH_STYLE", "1"),
-        ("MEDIA_CREATE_RESOURCES", "1"),
+    let LambdaEnv { app, clients, cfg } = media_testkit::aws::for_lambda(
+        "the Lambda event tests",
+        "media-lambda",
         // As template.yaml sets it for the functions: thumbnails come later, from the stream.
-        ("MEDIA_THUMBNAILS", "deferred"),
-    ];
-    let wired = wiring::for_lambda(&env).await.expect("the AWS app");
-    let Stores::Aws {
-        clients,
-        config: cfg,
-    } = wired.stores
-    else {
-        unreachable!("the functions run on AWS")
-    };
-    let app = wired.app;
-    assert_eq!(
-        (cfg.bucket.as_str(), cfg.table.as_str()),
-        (&*bucket, &*table)
-    );
+        &[("MEDIA_THUMBNAILS", "deferred")],
+    )
+    .await;
     Moto { app, clients, cfg }
 }
 

@@ -32,7 +32,7 @@ use media_shared::adapters::aws::{items, staging_prefix, AwsClients, AwsConfig};
 use media_shared::app::App;
 use media_shared::cleanup::{self, CleanupEvent};
 use media_shared::thumbnailer;
-use media_shared::wiring::{self, Stores};
+use media_testkit::aws::LambdaEnv;
 use media_testkit::handlers::*;
 use media_testkit::{md5_hex, pdf, CHUNK};
 use serde_json::{json, Value};
@@ -216,22 +216,17 @@ struct Moto {
 }
 
 async fn moto() -> Moto {
-    media_testkit::moto::require("the stream tests");
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let bucket = format!("media-stream-{}", &tag[..20]);
-    let table = format!("media-stream-{tag}");
-    let env = [
-        ("MEDIA_BUCKET", bucket.as_str()),
-        ("MEDIA_TABLE", table.as_str()),
-        ("MEDIA_S3_FORCE_PATH_STYLE", "1"),
-        ("MEDIA_CREATE_RESOURCES", "1"),
+    let LambdaEnv {
+        app,
+        clients,
+        cfg: config,
+    } = media_testkit::aws::for_lambda(
+        "the stream tests",
+        "media-stream",
         // As template.yaml sets it for the functions: thumbnails come from the stream.
-        ("MEDIA_THUMBNAILS", "deferred"),
-    ];
-    let wired = wiring::for_lambda(&env).await.expect("the AWS app");
-    let Stores::Aws { clients, config } = wired.stores else {
-        unreachable!("the functions run on AWS")
-    };
+        &[("MEDIA_THUMBNAILS", "deferred")],
+    )
+    .await;
     // The stream `create_resources` enabled, as the template does.
     let stream_arn = clients
         .dynamodb
@@ -272,7 +267,7 @@ async fn moto() -> Moto {
         .unwrap()
         .shard_iterator;
     Moto {
-        app: wired.app,
+        app,
         clients,
         cfg: config,
         streams,

@@ -149,6 +149,59 @@ pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
     }
 }
 
+/// Environment variables as a list (the functions read them from the process).
+struct Vars<'a>(Vec<(&'a str, &'a str)>);
+
+impl media_shared::config::Env for Vars<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+/// The App of a Lambda function, on a fresh bucket and table in moto.
+pub struct LambdaEnv {
+    pub app: App,
+    pub clients: AwsClients,
+    pub cfg: AwsConfig,
+}
+
+/// Builds the App exactly as the functions do (`wiring::for_lambda`, from environment variables) on a
+/// fresh bucket and table named `<prefix>-<tag>`, created by the app itself (`MEDIA_CREATE_RESOURCES`,
+/// path-style S3 as moto needs), with `env` added (the settings template.yaml gives the function).
+/// `what` names the tests for the message when moto is not running.
+pub async fn for_lambda(what: &str, prefix: &str, env: &[(&str, &str)]) -> LambdaEnv {
+    crate::moto::require(what);
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    // Bucket names stop at 63 characters.
+    let bucket = format!("{prefix}-{}", &tag[..20]);
+    let table = format!("{prefix}-{tag}");
+    let mut all = vec![
+        ("MEDIA_BUCKET", bucket.as_str()),
+        ("MEDIA_TABLE", table.as_str()),
+        ("MEDIA_S3_FORCE_PATH_STYLE", "1"),
+        ("MEDIA_CREATE_RESOURCES", "1"),
+    ];
+    all.extend_from_slice(env);
+    let wired = media_shared::wiring::for_lambda(&Vars(all))
+        .await
+        .expect("the AWS app");
+    let media_shared::wiring::Stores::Aws { clients, config } = wired.stores else {
+        unreachable!("the functions run on AWS")
+    };
+    assert_eq!(
+        (config.bucket.as_str(), config.table.as_str()),
+        (&*bucket, &*table)
+    );
+    LambdaEnv {
+        app: wired.app,
+        clients,
+        cfg: config,
+    }
+}
+
 /// Every key in the bucket under `prefix`.
 pub async fn keys(env: &TestEnv, prefix: &str) -> Vec<String> {
     list_keys(&env.clients.s3, &env.cfg.bucket, prefix).await
