@@ -515,6 +515,7 @@ fn with_unverified_token(event: Value, token: &str) -> Value {
 }
 
 #[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
 async fn without_authorizer_a_token_counts_only_if_the_function_can_verify_it() {
     let m = moto().await;
     let created = call(&m.app, Endpoint::Create, &fixture("create"))
