@@ -374,6 +374,33 @@ fn dynamodb_accesses(
                 )
             })
             .collect(),
+        // One read per item returned, each rounded up on its own (completion reads the part items).
+        "BatchGetItem" => {
+            let consistent = request
+                .get("RequestItems")
+                .and_then(Value::as_object)
+                .is_some_and(|t| {
+                    t.values()
+                        .any(|k| k.get("ConsistentRead").and_then(Value::as_bool) == Some(true))
+                });
+            answer
+                .get("Responses")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|tables| tables.values())
+                .filter_map(Value::as_array)
+                .flatten()
+                .map(|item| {
+                    let bytes = obj(Some(item)).map_or(0, item_size);
+                    access(
+                        item_kind(Some(item)),
+                        Access::Read { consistent },
+                        bytes,
+                        1.0,
+                    )
+                })
+                .collect()
+        }
         // Control-plane calls (CreateTable, DescribeTable, ...) are not billed by request units.
         _ => Vec::new(),
     }
@@ -450,6 +477,9 @@ pub struct Usage {
     pub wru: f64,
     pub rru: f64,
     pub dynamodb_requests: f64,
+    /// Write units per chunk of the first and of the last part's worth of chunks (every write
+    /// group, per-part ones spread over their part's chunks): how the session item's growth shows.
+    pub wru_per_chunk_first_last: (f64, f64),
     /// Bytes written to and read from S3 (moved between Lambda and S3).
     pub s3_bytes_written: f64,
     pub s3_bytes_read: f64,
@@ -617,6 +647,29 @@ pub fn project(m: &Measured, target: u64, p: &Prices) -> Usage {
         }
     }
     u.dynamodb_requests = requests.values().map(|&n| n as f64 * scale.ratio(n)).sum();
+    // Per chunk at the start and at the end: each write group's first and last projected access,
+    // times its accesses per chunk.
+    let chunks_per_part = (m.part_size as f64 / m.chunk as f64).max(1.0);
+    let (mut first, mut last) = (0.0, 0.0);
+    for accesses in groups.values() {
+        if !matches!(accesses[0].access, Access::Write) {
+            continue;
+        }
+        let n = accesses.len() as u64;
+        let r = scale.ratio(n);
+        let per_chunk = if r == scale.chunks {
+            1.0
+        } else if r == scale.parts {
+            1.0 / chunks_per_part
+        } else {
+            continue; // once per upload
+        };
+        let count = ((n as f64 * r).round() as u64).max(1);
+        first += projected_units(accesses, 1) * per_chunk;
+        last +=
+            (projected_units(accesses, count) - projected_units(accesses, count - 1)) * per_chunk;
+    }
+    u.wru_per_chunk_first_last = (first, last);
     u
 }
 
@@ -845,6 +898,14 @@ pub fn render(d: &mut String, m: &Measured) {
         ours.s3_bytes_read / GIB as f64,
         tusd.s3_bytes_written / GIB as f64,
         tusd.s3_bytes_read / GIB as f64
+    );
+    let _ = writeln!(
+        d,
+        "DynamoDB write units per chunk (session writes, and part writes spread over their part's \
+         chunks), projected: {:.1} for the first chunk, {:.1} for the last of 1 GiB; {:.1} on average.\n",
+        ours.wru_per_chunk_first_last.0,
+        ours.wru_per_chunk_first_last.1,
+        ours.wru / GIB.div_ceil(m.chunk) as f64
     );
 }
 
