@@ -22,8 +22,10 @@
 //!
 //! From the measured upload to 1 GiB: a kind of request (S3 operation; DynamoDB operation and item
 //! kind) seen at most twice happens once per upload; at most twice per part, once per part; more, once
-//! per chunk; each is scaled by its ratio. Item sizes repeat the measured sequence and add its
-//! least-squares growth per call (the session item grows with its part list).
+//! per chunk; each is scaled by its ratio. Item sizes repeat the measured sequence and add its growth
+//! per call, measured from one part's worth of calls to the last (`growth_per_access`: the session
+//! item's list of staged chunks fills and empties with every part, which is no growth; before parts
+//! were items of their own, the session grew with its part list).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -515,20 +517,40 @@ impl Scale {
     }
 }
 
+/// How much an item grows per access, from the sizes `ys` of one group in order. Sizes that go up and
+/// down within each part (the session's list of staged chunks fills and empties with every part) are
+/// not growth: with at least two whole periods of `period` accesses (a part's worth), the growth is
+/// the mean of the last whole period against the mean of the first; with fewer, the least-squares
+/// slope. Never negative.
+fn growth_per_access(ys: &[f64], period: usize) -> f64 {
+    let n = ys.len();
+    if period >= 1 && n >= 2 * period {
+        let mean = |w: &[f64]| w.iter().sum::<f64>() / w.len() as f64;
+        let last = (n / period - 1) * period;
+        return ((mean(&ys[last..last + period]) - mean(&ys[..period])) / last as f64).max(0.0);
+    }
+    let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let mx = xs.iter().sum::<f64>() / n as f64;
+    let my = ys.iter().sum::<f64>() / n as f64;
+    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    if sxx > 0.0 {
+        (sxy / sxx).max(0.0)
+    } else {
+        0.0
+    }
+}
+
 /// The request units of `accesses` (one group, in order) repeated to `count` accesses: the measured
-/// sizes in their order, raised by their least-squares growth per access at each repetition.
-fn projected_units(accesses: &[DdbAccess], count: u64) -> f64 {
+/// sizes in their order, raised by their growth per access (`growth_per_access`, over periods of
+/// `period` accesses) at each repetition.
+fn projected_units(accesses: &[DdbAccess], count: u64, period: usize) -> f64 {
     let n = accesses.len();
     if n == 0 {
         return 0.0;
     }
-    let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
     let ys: Vec<f64> = accesses.iter().map(|a| a.bytes as f64).collect();
-    let mx = xs.iter().sum::<f64>() / n as f64;
-    let my = ys.iter().sum::<f64>() / n as f64;
-    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let slope = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
+    let slope = growth_per_access(&ys, period);
     (0..count)
         .map(|k| {
             let a = &accesses[k as usize % n];
@@ -637,10 +659,12 @@ pub fn project(m: &Measured, target: u64, p: &Prices) -> Usage {
             groups.entry(a.group.clone()).or_default().push(a);
         }
     }
+    // A group's accesses per part's worth of bytes uploaded: its period (`growth_per_access`).
+    let period = |n: usize| (n as f64 * m.part_size as f64 / m.size as f64).round() as usize;
     for accesses in groups.values() {
         let r = scale.ratio(accesses.len() as u64);
         let count = (accesses.len() as f64 * r).round() as u64;
-        let units = projected_units(accesses, count);
+        let units = projected_units(accesses, count, period(accesses.len()));
         match accesses[0].access {
             Access::Write => u.wru += units,
             Access::Read { .. } => u.rru += units,
@@ -665,9 +689,10 @@ pub fn project(m: &Measured, target: u64, p: &Prices) -> Usage {
             continue; // once per upload
         };
         let count = ((n as f64 * r).round() as u64).max(1);
-        first += projected_units(accesses, 1) * per_chunk;
-        last +=
-            (projected_units(accesses, count) - projected_units(accesses, count - 1)) * per_chunk;
+        let p = period(accesses.len());
+        first += projected_units(accesses, 1, p) * per_chunk;
+        last += (projected_units(accesses, count, p) - projected_units(accesses, count - 1, p))
+            * per_chunk;
     }
     u.wru_per_chunk_first_last = (first, last);
     u
@@ -1107,6 +1132,22 @@ mod tests {
         }
         calls.push(call(t, "CompleteMultipartUpload", "/b/o", 0, 0, ""));
         calls
+    }
+
+    #[test]
+    fn a_size_that_cycles_with_each_part_is_not_growth() {
+        // Three parts of four accesses: the staged list fills and empties, nothing grows.
+        let cycle: Vec<f64> = (0..12).map(|i| 1000.0 * f64::from(i % 4 + 1)).collect();
+        assert_eq!(growth_per_access(&cycle, 4), 0.0);
+        // Measured over a part and a half, the same cycle would read as growth.
+        assert!(growth_per_access(&cycle[..6], 4) > 0.0);
+        // Growth from part to part (a part list in the item) is kept.
+        let growing: Vec<f64> = cycle
+            .iter()
+            .enumerate()
+            .map(|(i, y)| y + 100.0 * i as f64)
+            .collect();
+        assert!((growth_per_access(&growing, 4) - 100.0).abs() < 1e-9);
     }
 
     #[test]
