@@ -479,7 +479,7 @@ pub struct Usage {
     pub wru: f64,
     pub rru: f64,
     pub dynamodb_requests: f64,
-    /// Write units per chunk of the first and of the last part's worth of chunks (every write
+    /// Write units per chunk over the first and over the last part's worth of chunks (every write
     /// group, per-part ones spread over their part's chunks): how the session item's growth shows.
     pub wru_per_chunk_first_last: (f64, f64),
     /// Bytes written to and read from S3 (moved between Lambda and S3).
@@ -519,15 +519,20 @@ impl Scale {
 
 /// How much an item grows per access, from the sizes `ys` of one group in order. Sizes that go up and
 /// down within each part (the session's list of staged chunks fills and empties with every part) are
-/// not growth: with at least two whole periods of `period` accesses (a part's worth), the growth is
-/// the mean of the last whole period against the mean of the first; with fewer, the least-squares
-/// slope. Never negative.
+/// not growth: with at least three whole periods of `period` accesses (a part's worth), the growth
+/// is the mean of the last whole period against the mean of the second (the first holds the
+/// creation's write and the first chunk's, which carry less than any later one); with fewer, the
+/// least-squares slope. Never negative.
 fn growth_per_access(ys: &[f64], period: usize) -> f64 {
     let n = ys.len();
-    if period >= 1 && n >= 2 * period {
+    if period >= 1 && n >= 3 * period {
         let mean = |w: &[f64]| w.iter().sum::<f64>() / w.len() as f64;
         let last = (n / period - 1) * period;
-        return ((mean(&ys[last..last + period]) - mean(&ys[..period])) / last as f64).max(0.0);
+        let (second, last_mean) = (
+            mean(&ys[period..2 * period]),
+            mean(&ys[last..last + period]),
+        );
+        return ((last_mean - second) / (last - period) as f64).max(0.0);
     }
     let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
     let mx = xs.iter().sum::<f64>() / n as f64;
@@ -671,9 +676,9 @@ pub fn project(m: &Measured, target: u64, p: &Prices) -> Usage {
         }
     }
     u.dynamodb_requests = requests.values().map(|&n| n as f64 * scale.ratio(n)).sum();
-    // Per chunk at the start and at the end: each write group's first and last projected access,
-    // times its accesses per chunk.
-    let chunks_per_part = (m.part_size as f64 / m.chunk as f64).max(1.0);
+    // Per chunk in the first and in the last part's worth of chunks: each write group's projected
+    // units over that stretch (a part's worth of its accesses), per chunk.
+    let chunks_per_part = m.part_size.div_ceil(m.chunk).max(1);
     let (mut first, mut last) = (0.0, 0.0);
     for accesses in groups.values() {
         if !matches!(accesses[0].access, Access::Write) {
@@ -681,18 +686,19 @@ pub fn project(m: &Measured, target: u64, p: &Prices) -> Usage {
         }
         let n = accesses.len() as u64;
         let r = scale.ratio(n);
-        let per_chunk = if r == scale.chunks {
-            1.0
+        let count = ((n as f64 * r).round() as u64).max(1);
+        let p = period(accesses.len());
+        // Accesses of this group in a part's worth of chunks: all of them, or one per part.
+        let stretch = if r == scale.chunks {
+            chunks_per_part.min(count)
         } else if r == scale.parts {
-            1.0 / chunks_per_part
+            1
         } else {
             continue; // once per upload
         };
-        let count = ((n as f64 * r).round() as u64).max(1);
-        let p = period(accesses.len());
-        first += projected_units(accesses, 1, p) * per_chunk;
-        last += (projected_units(accesses, count, p) - projected_units(accesses, count - 1, p))
-            * per_chunk;
+        let units = |k: u64| projected_units(accesses, k, p);
+        first += units(stretch) / chunks_per_part as f64;
+        last += (units(count) - units(count - stretch)) / chunks_per_part as f64;
     }
     u.wru_per_chunk_first_last = (first, last);
     u
@@ -927,7 +933,8 @@ pub fn render(d: &mut String, m: &Measured) {
     let _ = writeln!(
         d,
         "DynamoDB write units per chunk (session writes, and part writes spread over their part's \
-         chunks), projected: {:.1} for the first chunk, {:.1} for the last of 1 GiB; {:.1} on average.\n",
+         chunks), projected: {:.1} over the first part's chunks, {:.1} over the last part's chunks of \
+         1 GiB; {:.1} on average.\n",
         ours.wru_per_chunk_first_last.0,
         ours.wru_per_chunk_first_last.1,
         ours.wru / GIB.div_ceil(m.chunk) as f64
@@ -1139,6 +1146,10 @@ mod tests {
         // Three parts of four accesses: the staged list fills and empties, nothing grows.
         let cycle: Vec<f64> = (0..12).map(|i| 1000.0 * f64::from(i % 4 + 1)).collect();
         assert_eq!(growth_per_access(&cycle, 4), 0.0);
+        // A smaller first write (the creation's) is no growth either.
+        let mut created = cycle.clone();
+        created[0] = 10.0;
+        assert_eq!(growth_per_access(&created, 4), 0.0);
         // Measured over a part and a half, the same cycle would read as growth.
         assert!(growth_per_access(&cycle[..6], 4) > 0.0);
         // Growth from part to part (a part list in the item) is kept.
@@ -1189,6 +1200,12 @@ mod tests {
         let rru: f64 = sizes.iter().map(|&s| read_units(s, true)).sum();
         assert_eq!(u.wru, wru);
         assert_eq!(u.rru, rru);
+        // Per chunk over the first part (3 chunks) and over the last.
+        let per_chunk = |s: &[u64]| s.iter().map(|&s| write_units(s)).sum::<f64>() / 3.0;
+        assert_eq!(
+            u.wru_per_chunk_first_last,
+            (per_chunk(&sizes[..3]), per_chunk(&sizes[15..]))
+        );
         assert_eq!(u.dynamodb_requests, 36.0);
 
         // tusd, per part: `.part` of 100 put; downloaded, deleted, 200 put; downloaded, deleted, and
