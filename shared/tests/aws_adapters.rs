@@ -839,3 +839,63 @@ async fn a_photo_upload_opened_at_its_final_key_gets_its_parts_there() {
     assert_eq!(secrets_in(&served), Vec::<String>::new());
     assert_eq!(multipart_uploads(&env).await, vec![]);
 }
+
+/// Racing writers of a part-filling chunk: the session's condition decides the whole transaction, so
+/// a loser records no part and never replaces the winner's record.
+#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
+async fn only_the_winning_commit_records_its_part() {
+    use media_shared::domain::upload::PartRecord;
+    use media_shared::domain::StoreError;
+
+    let env = fresh().await;
+    let s = new_session(&env.app, 1000).await;
+    let part = |etag: &str| PartRecord {
+        number: 1,
+        etag: etag.into(),
+        size: 1000,
+        sources: vec![format!("0-{etag}")],
+    };
+    let mut winner = s.clone();
+    winner.staging.parts_apart = 1;
+    winner.version = s.version + 1;
+    let loser = winner.clone();
+    env.app
+        .uploads
+        .commit_chunk(&winner, s.version, Some(&part("winner")))
+        .await
+        .unwrap();
+    let lost = env
+        .app
+        .uploads
+        .commit_chunk(&loser, s.version, Some(&part("loser")))
+        .await;
+    assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
+    let stored = env.app.uploads.get_upload(&s.id).await.unwrap().unwrap();
+    assert_eq!(
+        env.app.uploads.recorded_parts(&stored).await.unwrap(),
+        vec![part("winner")]
+    );
+    // A commit on a session that is gone records nothing either.
+    let mut gone = winner.clone();
+    gone.id = media_shared::domain::upload::new_upload_id();
+    let lost = env
+        .app
+        .uploads
+        .commit_chunk(&gone, s.version, Some(&part("orphan")))
+        .await;
+    assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
+    let orphan = env
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&env.cfg.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("part#{}#1", gone.id)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(orphan.item.is_none());
+}

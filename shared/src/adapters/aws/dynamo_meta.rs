@@ -225,9 +225,13 @@ impl UploadStore for DynamoMeta {
         };
         match req.send().await {
             Ok(_) => Ok(()),
+            // Not written: the version moved on, or a chunk's transaction (`commit_chunk`) held
+            // the session at that moment (DynamoDB then refuses the PutItem).
             Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                if e.as_service_error().is_some_and(|e| {
+                    e.is_conditional_check_failed_exception()
+                        || e.is_transaction_conflict_exception()
+                }) =>
             {
                 Err(StoreError::Conflict)
             }

@@ -39,7 +39,8 @@
 //!
 //! # No lease: each attempt writes only what is its own
 //! A chunk costs one GetItem, one PutObject and one conditional PutItem (the commit, on the version
-//! it read). A losing attempt has only written a staged object nobody refers to: it deletes it
+//! it read; for the chunk that fills a part, a TransactWriteItems that also records the part). A
+//! losing attempt has only written a staged object nobody refers to: it deletes it
 //! (`abandon`, best effort); a crashed one leaves it to `finish`, `discard` (both delete the whole
 //! staging prefix) or the bucket's lifecycle rule on `staging/`.
 //!
