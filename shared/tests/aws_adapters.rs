@@ -584,6 +584,84 @@ async fn a_photo_upload_opened_at_its_final_key_still_completes_stripped() {
     assert!(!served.windows(4).any(|w| w == b"Exif"));
 }
 
+/// The same photo when the first completion crashed after completing the multipart upload at the
+/// final key, before writing the stripped object: the photo as uploaded is there, and the retry
+/// strips it instead of taking it for the finished object.
+#[tokio::test]
+#[ignore = "needs moto (S3 + DynamoDB on loopback); scripts/test.sh runs it"]
+async fn a_crash_after_completing_a_photo_at_its_final_key_leaves_it_stripped() {
+    use media_shared::domain::upload::PartRecord;
+    use media_testkit::photos::{phone_jpeg, secrets_in};
+
+    let env = fresh().await;
+    let photo = phone_jpeg(Some(6));
+    let id = media_testkit::handlers::upload(&env.app, &photo, &[1000], photo.len()).await;
+    let mut s = env.app.uploads.get_upload(&id).await.unwrap().unwrap();
+    let key = s.object_key();
+    let s3 = &env.clients.s3;
+    let upload_id = s3
+        .create_multipart_upload()
+        .bucket(&env.cfg.bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
+    let etag = s3
+        .upload_part()
+        .bucket(&env.cfg.bucket)
+        .key(&key)
+        .upload_id(&upload_id)
+        .part_number(1)
+        .body(Bytes::from(photo.clone()).into())
+        .send()
+        .await
+        .unwrap()
+        .e_tag
+        .unwrap();
+    s3.complete_multipart_upload()
+        .bucket(&env.cfg.bucket)
+        .key(&key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .parts(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(&etag)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(!secrets_in(&get_object(&env, &key).await).is_empty());
+    // As an earlier version stored it (no key recorded), or as this one records it.
+    for multipart_key in [None, Some(key.clone())] {
+        s.staging = StagingState {
+            multipart_upload_id: Some(upload_id.clone()),
+            multipart_key,
+            parts_apart: 0,
+            parts: vec![PartRecord {
+                number: 1,
+                etag: etag.clone(),
+                size: photo.len() as u64,
+                sources: vec![],
+            }],
+            staged: vec![],
+        };
+        let size = finish_object(&env.app, &s, &key, MetadataPolicy::Strip)
+            .await
+            .unwrap();
+        let served = get_object(&env, &key).await;
+        assert_eq!(size, served.len() as u64);
+        assert!(size < photo.len() as u64);
+        assert_eq!(secrets_in(&served), Vec::<String>::new());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Parts recorded apart from the session (issue 12: the session item no longer grows with the file).
 

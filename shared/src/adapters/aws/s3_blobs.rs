@@ -567,7 +567,27 @@ impl S3Blobs {
         // Written by an earlier attempt that crashed before recording it (PutObject is atomic: the
         // object is there whole, or not at all).
         if let Some(size) = self.head(key).await? {
-            return Ok(size);
+            // Unless the upload was opened there (or may have been: a session of an earlier version
+            // without its key), where a crash between completing it and the PutObject below leaves
+            // the photo as uploaded: stripped now (stripping again changes nothing).
+            let at_final_key = session
+                .staging
+                .multipart_key
+                .as_deref()
+                .is_none_or(|k| k == key);
+            if !at_final_key {
+                return Ok(size);
+            }
+            let body = self.read_head(key, session.total + 1).await?;
+            return match image_metadata::apply(metadata, &session.content.mime, &body) {
+                Some(stripped) => {
+                    let size = stripped.len() as u64;
+                    self.put_finished(key, Bytes::from(stripped), &session.object_headers())
+                        .await?;
+                    Ok(size)
+                }
+                None => Ok(body.len() as u64),
+            };
         }
         let Some(upload_id) = &session.staging.multipart_upload_id else {
             bail!("{key} was never assembled: the last chunk did not arrive");
