@@ -22,8 +22,10 @@
 //!
 //! From the measured upload to 1 GiB: a kind of request (S3 operation; DynamoDB operation and item
 //! kind) seen at most twice happens once per upload; at most twice per part, once per part; more, once
-//! per chunk; each is scaled by its ratio. Item sizes repeat the measured sequence and add its
-//! least-squares growth per call (the session item grows with its part list).
+//! per chunk; each is scaled by its ratio. Item sizes repeat the measured sequence and add its growth
+//! per call, measured from one part's worth of calls to the last (`growth_per_access`: the session
+//! item's list of staged chunks fills and empties with every part, which is no growth; before parts
+//! were items of their own, the session grew with its part list).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -374,6 +376,33 @@ fn dynamodb_accesses(
                 )
             })
             .collect(),
+        // One read per item returned, each rounded up on its own (completion reads the part items).
+        "BatchGetItem" => {
+            let consistent = request
+                .get("RequestItems")
+                .and_then(Value::as_object)
+                .is_some_and(|t| {
+                    t.values()
+                        .any(|k| k.get("ConsistentRead").and_then(Value::as_bool) == Some(true))
+                });
+            answer
+                .get("Responses")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|tables| tables.values())
+                .filter_map(Value::as_array)
+                .flatten()
+                .map(|item| {
+                    let bytes = obj(Some(item)).map_or(0, item_size);
+                    access(
+                        item_kind(Some(item)),
+                        Access::Read { consistent },
+                        bytes,
+                        1.0,
+                    )
+                })
+                .collect()
+        }
         // Control-plane calls (CreateTable, DescribeTable, ...) are not billed by request units.
         _ => Vec::new(),
     }
@@ -450,6 +479,9 @@ pub struct Usage {
     pub wru: f64,
     pub rru: f64,
     pub dynamodb_requests: f64,
+    /// Write units per chunk over the first and over the last part's worth of chunks (every write
+    /// group, per-part ones spread over their part's chunks): how the session item's growth shows.
+    pub wru_per_chunk_first_last: (f64, f64),
     /// Bytes written to and read from S3 (moved between Lambda and S3).
     pub s3_bytes_written: f64,
     pub s3_bytes_read: f64,
@@ -485,20 +517,45 @@ impl Scale {
     }
 }
 
+/// How much an item grows per access, from the sizes `ys` of one group in order. Sizes that go up and
+/// down within each part (the session's list of staged chunks fills and empties with every part) are
+/// not growth: with at least three whole periods of `period` accesses (a part's worth), the growth
+/// is the mean of the last whole period against the mean of the second (the first holds the
+/// creation's write and the first chunk's, which carry less than any later one); with fewer, the
+/// least-squares slope. Never negative.
+fn growth_per_access(ys: &[f64], period: usize) -> f64 {
+    let n = ys.len();
+    if period >= 1 && n >= 3 * period {
+        let mean = |w: &[f64]| w.iter().sum::<f64>() / w.len() as f64;
+        let last = (n / period - 1) * period;
+        let (second, last_mean) = (
+            mean(&ys[period..2 * period]),
+            mean(&ys[last..last + period]),
+        );
+        return ((last_mean - second) / (last - period) as f64).max(0.0);
+    }
+    let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let mx = xs.iter().sum::<f64>() / n as f64;
+    let my = ys.iter().sum::<f64>() / n as f64;
+    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    if sxx > 0.0 {
+        (sxy / sxx).max(0.0)
+    } else {
+        0.0
+    }
+}
+
 /// The request units of `accesses` (one group, in order) repeated to `count` accesses: the measured
-/// sizes in their order, raised by their least-squares growth per access at each repetition.
-fn projected_units(accesses: &[DdbAccess], count: u64) -> f64 {
+/// sizes in their order, raised by their growth per access (`growth_per_access`, over periods of
+/// `period` accesses) at each repetition.
+fn projected_units(accesses: &[DdbAccess], count: u64, period: usize) -> f64 {
     let n = accesses.len();
     if n == 0 {
         return 0.0;
     }
-    let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
     let ys: Vec<f64> = accesses.iter().map(|a| a.bytes as f64).collect();
-    let mx = xs.iter().sum::<f64>() / n as f64;
-    let my = ys.iter().sum::<f64>() / n as f64;
-    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let slope = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
+    let slope = growth_per_access(&ys, period);
     (0..count)
         .map(|k| {
             let a = &accesses[k as usize % n];
@@ -607,16 +664,43 @@ pub fn project(m: &Measured, target: u64, p: &Prices) -> Usage {
             groups.entry(a.group.clone()).or_default().push(a);
         }
     }
+    // A group's accesses per part's worth of bytes uploaded: its period (`growth_per_access`).
+    let period = |n: usize| (n as f64 * m.part_size as f64 / m.size as f64).round() as usize;
     for accesses in groups.values() {
         let r = scale.ratio(accesses.len() as u64);
         let count = (accesses.len() as f64 * r).round() as u64;
-        let units = projected_units(accesses, count);
+        let units = projected_units(accesses, count, period(accesses.len()));
         match accesses[0].access {
             Access::Write => u.wru += units,
             Access::Read { .. } => u.rru += units,
         }
     }
     u.dynamodb_requests = requests.values().map(|&n| n as f64 * scale.ratio(n)).sum();
+    // Per chunk in the first and in the last part's worth of chunks: each write group's projected
+    // units over that stretch (a part's worth of its accesses), per chunk.
+    let chunks_per_part = m.part_size.div_ceil(m.chunk).max(1);
+    let (mut first, mut last) = (0.0, 0.0);
+    for accesses in groups.values() {
+        if !matches!(accesses[0].access, Access::Write) {
+            continue;
+        }
+        let n = accesses.len() as u64;
+        let r = scale.ratio(n);
+        let count = ((n as f64 * r).round() as u64).max(1);
+        let p = period(accesses.len());
+        // Accesses of this group in a part's worth of chunks: all of them, or one per part.
+        let stretch = if r == scale.chunks {
+            chunks_per_part.min(count)
+        } else if r == scale.parts {
+            1
+        } else {
+            continue; // once per upload
+        };
+        let units = |k: u64| projected_units(accesses, k, p);
+        first += units(stretch) / chunks_per_part as f64;
+        last += (units(count) - units(count - stretch)) / chunks_per_part as f64;
+    }
+    u.wru_per_chunk_first_last = (first, last);
     u
 }
 
@@ -846,6 +930,15 @@ pub fn render(d: &mut String, m: &Measured) {
         tusd.s3_bytes_written / GIB as f64,
         tusd.s3_bytes_read / GIB as f64
     );
+    let _ = writeln!(
+        d,
+        "DynamoDB write units per chunk (session writes, and part writes spread over their part's \
+         chunks), projected: {:.1} over the first part's chunks, {:.1} over the last part's chunks of \
+         1 GiB; {:.1} on average.\n",
+        ours.wru_per_chunk_first_last.0,
+        ours.wru_per_chunk_first_last.1,
+        ours.wru / GIB.div_ceil(m.chunk) as f64
+    );
 }
 
 fn quantity(q: f64) -> String {
@@ -1049,6 +1142,26 @@ mod tests {
     }
 
     #[test]
+    fn a_size_that_cycles_with_each_part_is_not_growth() {
+        // Three parts of four accesses: the staged list fills and empties, nothing grows.
+        let cycle: Vec<f64> = (0..12).map(|i| 1000.0 * f64::from(i % 4 + 1)).collect();
+        assert_eq!(growth_per_access(&cycle, 4), 0.0);
+        // A smaller first write (the creation's) is no growth either.
+        let mut created = cycle.clone();
+        created[0] = 10.0;
+        assert_eq!(growth_per_access(&created, 4), 0.0);
+        // Measured over a part and a half, the same cycle would read as growth.
+        assert!(growth_per_access(&cycle[..6], 4) > 0.0);
+        // Growth from part to part (a part list in the item) is kept.
+        let growing: Vec<f64> = cycle
+            .iter()
+            .enumerate()
+            .map(|(i, y)| y + 100.0 * i as f64)
+            .collect();
+        assert!((growth_per_access(&growing, 4) - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn staged_bytes_are_billed_for_their_lifetime() {
         let calls = measured_calls();
         let (byte_seconds, staged) = staged_objects(&calls);
@@ -1087,6 +1200,12 @@ mod tests {
         let rru: f64 = sizes.iter().map(|&s| read_units(s, true)).sum();
         assert_eq!(u.wru, wru);
         assert_eq!(u.rru, rru);
+        // Per chunk over the first part (3 chunks) and over the last.
+        let per_chunk = |s: &[u64]| s.iter().map(|&s| write_units(s)).sum::<f64>() / 3.0;
+        assert_eq!(
+            u.wru_per_chunk_first_last,
+            (per_chunk(&sizes[..3]), per_chunk(&sizes[15..]))
+        );
         assert_eq!(u.dynamodb_requests, 36.0);
 
         // tusd, per part: `.part` of 100 put; downloaded, deleted, 200 put; downloaded, deleted, and

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::domain::events::PlatformEvent;
 use crate::domain::image_metadata::MetadataPolicy;
-use crate::domain::upload::{ChunkPlan, StagingState, UploadSession};
+use crate::domain::upload::{ChunkPlan, PartRecord, StagingState, UploadSession};
 use crate::domain::{Click, MediaRecord, StoreError, UserQuota};
 
 #[async_trait]
@@ -23,6 +23,39 @@ pub trait UploadStore: Send + Sync {
         session: &UploadSession,
         expected: Option<u64>,
     ) -> Result<(), StoreError>;
+
+    /// Commits a chunk: stores `session` if the stored version is `expected`, as `put_upload` does,
+    /// and in the same atomic write the part the chunk sealed, if any, apart from the session (the
+    /// session counts it in `staging.parts_apart`, which the caller has raised). Only a winning commit
+    /// records its part: a losing writer never replaces the winner's record of a part number. The
+    /// default keeps no parts (a backend whose chunks never seal one: the local one).
+    async fn commit_chunk(
+        &self,
+        session: &UploadSession,
+        expected: u64,
+        sealed: Option<&PartRecord>,
+    ) -> Result<(), StoreError> {
+        match sealed {
+            None => self.put_upload(session, Some(expected)).await,
+            Some(p) => Err(StoreError::Backend(anyhow::anyhow!(
+                "this store keeps no parts, and a chunk sealed part {}",
+                p.number
+            ))),
+        }
+    }
+
+    /// Every part recorded for `session`, in order: those it holds itself (sessions of earlier
+    /// versions), then those recorded apart by `commit_chunk`. Read once, by completion.
+    async fn recorded_parts(&self, session: &UploadSession) -> Result<Vec<PartRecord>, StoreError> {
+        if session.staging.parts_apart > 0 {
+            return Err(StoreError::Backend(anyhow::anyhow!(
+                "this store keeps no parts, and upload {} counts {} recorded apart",
+                session.id,
+                session.staging.parts_apart
+            )));
+        }
+        Ok(session.staging.parts.clone())
+    }
 
     /// Creates a new session (only if no session has its id) and counts it against its owner's
     /// unfinished uploads: one more upload, `session.total` more declared bytes. When that would take
@@ -83,9 +116,10 @@ pub struct ChunkWrite {
     /// Objects this attempt wrote under keys of its own, which nothing refers to unless its commit
     /// wins (removed again by `abandon`).
     pub own_objects: Vec<String>,
-    /// A part this chunk completes, as (part number, bytes): uploaded only once the commit that
-    /// records it has won, so that a losing attempt never writes where a committed part lives.
-    pub sealed_part: Option<(u32, Bytes)>,
+    /// A part this chunk completes, as (its record, its bytes): the record is committed with the
+    /// session (`UploadStore::commit_chunk`), and the bytes are uploaded only once that commit has
+    /// won, so that a losing attempt never writes where a committed part lives.
+    pub sealed_part: Option<(PartRecord, Bytes)>,
 }
 
 /// Held by a chunk writer from reading the session to committing it, where the backend needs it
@@ -141,7 +175,8 @@ pub trait BlobStore: Send + Sync {
     }
 
     /// Turns a fully received upload into the object `key`, served with `session.object_headers()`,
-    /// and answers the object's size. Under `MetadataPolicy::Strip` a photo (`image_metadata::applies`)
+    /// and answers the object's size. `parts` are the upload's recorded parts
+    /// (`UploadStore::recorded_parts`; none where chunks seal no parts). Under `MetadataPolicy::Strip` a photo (`image_metadata::applies`)
     /// is stored as `image_metadata::strip` makes it, and no object with its metadata ever exists at
     /// `key`, not even for a moment (it lies under a served prefix, `domain::keys`); the rewrite reads
     /// the whole file once into memory, which admission bounds (`Limits::max_image_bytes`).
@@ -150,6 +185,7 @@ pub trait BlobStore: Send + Sync {
     async fn finish(
         &self,
         session: &UploadSession,
+        parts: &[PartRecord],
         key: &str,
         metadata: MetadataPolicy,
     ) -> anyhow::Result<u64>;

@@ -292,13 +292,13 @@ async fn make_uploads(aws: &Aws, seed: u64) -> Uploads {
     let s = session(app, &staged).await;
     assert_eq!(s.staging.staged.len(), 5);
     // Its multipart upload is opened with the session, and holds no part yet.
-    assert!(s.staging.multipart_upload_id.is_some() && s.staging.parts.is_empty());
+    assert!(s.staging.multipart_upload_id.is_some() && s.staging.part_count() == 0);
     assert_eq!(keys(aws, &staging_prefix(&staged)).await.len(), 5);
 
     let big = pdf(12 * MIB, seed + 2);
     let multipart = upload(app, &big, &[4 * MIB, 4 * MIB, CHUNK], 8 * MIB + CHUNK).await;
     let s = session(app, &multipart).await;
-    assert_eq!(s.staging.parts.len(), 1, "{:?}", s.staging);
+    assert_eq!(s.staging.part_count(), 1, "{:?}", s.staging);
     assert_eq!(s.staging.staged.len(), 1, "{:?}", s.staging);
     let mpu = s
         .staging

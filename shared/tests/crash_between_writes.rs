@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use media_shared::adapters::local::{LocalBlobs, LocalMeta};
 use media_shared::app::App;
-use media_shared::domain::upload::UploadSession;
+use media_shared::domain::upload::{PartRecord, UploadSession};
 use media_shared::domain::{Limits, StoreError, UserQuota};
 use media_shared::ports::UploadStore;
 use media_testkit::aws::TestEnv;
@@ -22,8 +22,7 @@ use media_testkit::{md5_hex, pdf};
 const LOST: u8 = 1;
 const LANDED_ANSWER_LOST: u8 = 2;
 
-/// Delegates to the real store, but fails the next chunk commit (a write that advances the offset)
-/// in the armed way.
+/// Delegates to the real store, but fails the next chunk commit in the armed way.
 struct Flaky {
     inner: Arc<dyn UploadStore>,
     armed: AtomicU8,
@@ -36,24 +35,31 @@ impl UploadStore for Flaky {
     }
 
     async fn put_upload(&self, s: &UploadSession, expected: Option<u64>) -> Result<(), StoreError> {
-        let is_chunk_commit = s.lease.is_none() && s.offset > 0;
-        let mode = if is_chunk_commit {
-            self.armed.swap(0, Ordering::SeqCst)
-        } else {
-            0
-        };
-        match mode {
+        self.inner.put_upload(s, expected).await
+    }
+
+    async fn commit_chunk(
+        &self,
+        s: &UploadSession,
+        expected: u64,
+        sealed: Option<&PartRecord>,
+    ) -> Result<(), StoreError> {
+        match self.armed.swap(0, Ordering::SeqCst) {
             LOST => Err(StoreError::Backend(anyhow::anyhow!(
                 "injected: the process died before the commit"
             ))),
             LANDED_ANSWER_LOST => {
-                self.inner.put_upload(s, expected).await?;
+                self.inner.commit_chunk(s, expected, sealed).await?;
                 Err(StoreError::Backend(anyhow::anyhow!(
                     "injected: the commit timed out after landing"
                 )))
             }
-            _ => self.inner.put_upload(s, expected).await,
+            _ => self.inner.commit_chunk(s, expected, sealed).await,
         }
+    }
+
+    async fn recorded_parts(&self, s: &UploadSession) -> Result<Vec<PartRecord>, StoreError> {
+        self.inner.recorded_parts(s).await
     }
 
     async fn create_upload(&self, s: &UploadSession, quota: &UserQuota) -> Result<(), StoreError> {
@@ -270,7 +276,7 @@ async fn local_photo_completion_crashed_between_its_steps_is_finished_by_the_ret
     std::fs::write(&stripped_copy, &expected[..100]).unwrap();
     let size = app
         .blobs
-        .finish(&s, &key, MetadataPolicy::Strip)
+        .finish(&s, &[], &key, MetadataPolicy::Strip)
         .await
         .unwrap();
     assert_eq!(size, expected.len() as u64);
@@ -279,12 +285,12 @@ async fn local_photo_completion_crashed_between_its_steps_is_finished_by_the_ret
 
     // Crashed after the rename, before the partial file was removed.
     std::fs::write(&partial, &received).unwrap();
-    let again = app.blobs.finish(&s, &key, MetadataPolicy::Strip).await;
+    let again = app.blobs.finish(&s, &[], &key, MetadataPolicy::Strip).await;
     assert_eq!(again.unwrap(), size);
     assert!(std::fs::read(&object).unwrap() == expected);
     assert!(!stripped_copy.exists() && !partial.exists());
 
     // Crashed after everything: the object is found there.
-    let again = app.blobs.finish(&s, &key, MetadataPolicy::Strip).await;
+    let again = app.blobs.finish(&s, &[], &key, MetadataPolicy::Strip).await;
     assert_eq!(again.unwrap(), size);
 }

@@ -202,6 +202,26 @@ fn the_template_filters_send_a_ttl_removal_to_cleanup_only() {
     assert!(!passes(&cleanup, &by_user), "a user's delete");
 }
 
+/// The TTL removes an upload's part items with its session (`items`): those records reach no
+/// function, cleanup included (it would be invoked for nothing).
+#[test]
+fn a_part_items_ttl_removal_reaches_no_function() {
+    let (cleanup, thumbnail, events) = all_filters();
+    let mut part = fixture_record();
+    let pk = json!({"S": "part#d360f08dd4e54c8bb3d177dfe3041d6b#1"});
+    part["dynamodb"]["Keys"] = json!({ "pk": pk });
+    part["dynamodb"]["OldImage"] = json!({
+        "pk": pk,
+        "data": {"S": r#"{"number":1,"etag":"\"16298819ed18b92548b603969853efaf\"","size":5242880,"sources":["0-0123456789abcdef"]}"#},
+        "kind": {"S": "part"},
+        "expires_at": {"N": "1795239910"},
+    });
+    assert!(passes(&cleanup, &fixture_record()));
+    assert!(!passes(&cleanup, &part));
+    assert!(!passes(&thumbnail, &part));
+    assert!(!passes(&events, &part));
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The stream on moto.
 

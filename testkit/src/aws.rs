@@ -46,6 +46,37 @@ impl Intercept for PutBytes {
     }
 }
 
+/// Remembers the method and path of every request a client sends (`PUT /bucket/key`), to tell
+/// which key a request was about.
+#[derive(Debug, Clone, Default)]
+pub struct RequestLog(pub Arc<std::sync::Mutex<Vec<String>>>);
+
+impl RequestLog {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Intercept for RequestLog {
+    fn name(&self) -> &'static str {
+        "RequestLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let req = context.request();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{} {}", req.method(), req.uri()));
+        Ok(())
+    }
+}
+
 /// Counts the requests a client sends (every attempt: retries cost again).
 #[derive(Debug, Clone, Default)]
 pub struct Requests(pub Arc<AtomicU64>);
@@ -85,6 +116,8 @@ pub struct TestEnv {
     pub put_bytes: Arc<AtomicU64>,
     /// Requests `blobs` sent to S3.
     pub s3_requests: Requests,
+    /// Each of them, as method and URI.
+    pub s3_log: RequestLog,
     /// Requests `meta` sent to DynamoDB.
     pub dynamodb_requests: Requests,
 }
@@ -95,12 +128,22 @@ pub async fn fresh() -> TestEnv {
 }
 
 pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
+    fresh_env(public_base_url, 5 * MIB as u64).await
+}
+
+/// With parts of `part_size` bytes: below S3's 5 MiB, the parts are recorded and uploaded, but
+/// completing them fails (moto enforces the minimum, EntityTooSmall).
+pub async fn fresh_with_part_size(part_size: u64) -> TestEnv {
+    fresh_env(None, part_size).await
+}
+
+async fn fresh_env(public_base_url: Option<&str>, part_size: u64) -> TestEnv {
     crate::moto::require("the AWS adapter tests");
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let cfg = AwsConfig {
         bucket: format!("media-test-{}", &tag[..20]),
         table: format!("media-test-{tag}"),
-        part_size: 5 * MIB as u64,
+        part_size,
         public_base_url: public_base_url.map(str::to_string),
         force_path_style: true,
         id_block: media_shared::adapters::aws::DEFAULT_ID_BLOCK,
@@ -111,12 +154,14 @@ pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
     create_resources(&clients, &cfg).await.unwrap();
     let counter = PutBytes::default();
     let (s3_requests, dynamodb_requests) = (Requests::default(), Requests::default());
+    let s3_log = RequestLog::default();
     let counting = clients
         .s3
         .config()
         .to_builder()
         .interceptor(counter.clone())
         .interceptor(s3_requests.clone())
+        .interceptor(s3_log.clone())
         .build();
     let counting_dynamodb = clients
         .dynamodb
@@ -143,6 +188,7 @@ pub async fn fresh_with(public_base_url: Option<&str>) -> TestEnv {
         app,
         put_bytes: counter.0,
         s3_requests,
+        s3_log,
         dynamodb_requests,
         cfg,
         clients,

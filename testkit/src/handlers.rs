@@ -195,6 +195,23 @@ pub async fn commit_only(app: &App, session: &mut UploadSession, data: &[u8]) {
         total: session.total,
     };
     let md5 = session.md5.clone().advanced(data).unwrap();
+    let read = session.version;
     session.accept_chunk(&plan, md5, write.staging);
-    app.save_upload(session).await.unwrap();
+    session.version = read + 1;
+    let sealed = write.sealed_part.as_ref().map(|(part, _)| part);
+    app.uploads
+        .commit_chunk(session, read, sealed)
+        .await
+        .unwrap();
+}
+
+/// Finishes `session`'s object as completion does: with the parts its store recorded.
+pub async fn finish_object(
+    app: &App,
+    session: &UploadSession,
+    key: &str,
+    metadata: media_shared::domain::image_metadata::MetadataPolicy,
+) -> anyhow::Result<u64> {
+    let parts = app.uploads.recorded_parts(session).await?;
+    app.blobs.finish(session, &parts, key, metadata).await
 }

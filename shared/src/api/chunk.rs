@@ -1,7 +1,8 @@
 //! POST /api/v2/media/upload/chunk/: one chunk of a file, the first one creating the upload.
 //!
 //! A chunk is (1) read the session, (2) write the bytes, (3) commit offset + MD5 state + staging state
-//! conditional on the version read in (1): one read and one write of the session, no lease. Two
+//! conditional on the version read in (1), with the record of the part the chunk fills, if it fills
+//! one, in the same write (`UploadStore::commit_chunk`): one read and one write, no lease. Two
 //! requests racing for the same offset (a retry, a client sending twice, with the same bytes or not)
 //! may both write; exactly one commit wins and the other is answered 409, so exactly one version of
 //! the chunk is ever accepted. That is safe because no attempt ever writes where a committed session's
@@ -119,7 +120,12 @@ async fn write_and_commit(
     };
     session.accept_chunk(plan, md5, write.staging.clone());
     session.version = read.version + 1;
-    match app.uploads.put_upload(&session, Some(read.version)).await {
+    let sealed = write.sealed_part.as_ref().map(|(part, _)| part);
+    match app
+        .uploads
+        .commit_chunk(&session, read.version, sealed)
+        .await
+    {
         Ok(()) => app.metrics.record(Event::ChunkStored { bytes: plan.len }),
         Err(StoreError::Conflict) => {
             // Another request moved the upload on (or the sweep removed it) since we read it: what

@@ -130,7 +130,11 @@ async fn finish(
     let key = session.object_key();
     // The size of what is served: a photo's metadata may have been stripped (`image_metadata`); its
     // pixels, and so its width and height, are the ones uploaded.
-    let size = app.blobs.finish(session, &key, app.limits.metadata).await?;
+    let parts = app.uploads.recorded_parts(session).await?;
+    let size = app
+        .blobs
+        .finish(session, &parts, &key, app.limits.metadata)
+        .await?;
 
     let c = &session.content;
     let mut media = MediaRecord::new(media_id, &session.owner, media_type, now);

@@ -35,7 +35,10 @@ pub enum UploadStatus {
     },
 }
 
-/// One S3-style part (number, ETag, size): kept by us, as DESIGN.md asks.
+/// One S3-style part (number, ETag, size): kept by us, as DESIGN.md asks. Recorded by the commit of
+/// the chunk that fills it, apart from the session (`UploadStore::commit_chunk`), so that the session
+/// stays the same size whatever the file's; sessions stored by earlier versions hold theirs inline
+/// (`StagingState::parts`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRecord {
     pub number: u32,
@@ -43,15 +46,17 @@ pub struct PartRecord {
     /// it, the ETag it must get (for S3: the quoted MD5 of its bytes).
     pub etag: String,
     pub size: u64,
-    /// Until the part is known to be stored: the staged objects it is made of, in order (names below
-    /// the upload's staging prefix), from which it can be written again. Empty once it is confirmed,
-    /// and in sessions stored before parts were written after their commit.
+    /// The staged objects the part is made of, in order (names below the upload's staging prefix),
+    /// from which it can be written again if its upload after the commit never happened. Kept until
+    /// the upload completes (the staged objects are too). Empty in parts that sessions of earlier
+    /// versions recorded as confirmed, or from before parts were written after their commit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<String>,
 }
 
 impl PartRecord {
-    /// Whether the part may still be missing from storage (its upload follows its commit).
+    /// Whether the part can be written again from its sources (its upload follows its commit, and
+    /// may not have happened).
     pub fn is_unconfirmed(&self) -> bool {
         !self.sources.is_empty()
     }
@@ -66,11 +71,45 @@ pub struct StagedChunk {
 }
 
 /// Where the received bytes are, in terms any backend can use (the local one needs none of it).
+/// Bounded in size whatever the file's: the part list is not in it (`parts_apart`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagingState {
     pub multipart_upload_id: Option<String>,
+    /// Where the multipart upload was opened (an S3 key), recorded by `BlobStore::begin` so that no
+    /// later chunk or completion has to work it out again under rules that may have changed since
+    /// (a deploy in the middle of an upload). `None` in sessions of versions before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart_key: Option<String>,
+    /// Parts held in the session itself: only sessions stored by versions before parts were recorded
+    /// apart have any (read, and completed, as before); nothing is added here any more. Left out of
+    /// the stored session when empty, which also makes an earlier version that meets a newer session
+    /// during a deploy refuse it (a missing field) rather than number its parts from 1 again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PartRecord>,
+    /// How many parts are recorded apart from the session (`UploadStore::commit_chunk`), numbered
+    /// after those in `parts`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parts_apart: u32,
     pub staged: Vec<StagedChunk>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl StagingState {
+    /// Every part recorded so far, inline or apart.
+    pub fn part_count(&self) -> u32 {
+        u32::try_from(self.parts.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.parts_apart)
+    }
+
+    /// The numbers of the parts recorded apart: those after the inline ones.
+    pub fn numbers_apart(&self) -> std::ops::RangeInclusive<u32> {
+        let inline = u32::try_from(self.parts.len()).unwrap_or(u32::MAX);
+        inline.saturating_add(1)..=self.part_count()
+    }
 }
 
 /// The chunk accepted last, kept so that the client's retry of it (its answer was lost) can be

@@ -8,7 +8,7 @@ use media_shared::domain::MediaType;
 use media_shared::ports::ChunkWrite;
 
 use super::Backend;
-use crate::handlers::{chunk, complete, new_session, send_chunk, write_only};
+use crate::handlers::{chunk, complete, finish_object, new_session, send_chunk, write_only};
 use crate::{md5_hex, pdf, random_bytes, CHUNK, MIB};
 
 /// More than one 5 MiB part, so that S3 merges staged chunks into a part and finishes a second one.
@@ -53,9 +53,7 @@ pub async fn chunks_become_one_object_with_the_uploaded_bytes(b: &impl Backend) 
     assert_eq!(s.offset, s.total);
     assert_eq!(s.md5.hex_digest().unwrap(), md5_hex(&data));
     let key = s.object_key();
-    b.app()
-        .blobs
-        .finish(&s, &key, MetadataPolicy::Strip)
+    finish_object(b.app(), &s, &key, MetadataPolicy::Strip)
         .await
         .unwrap();
     assert_object(b, &key, &data).await;
@@ -80,15 +78,11 @@ pub async fn finishing_again_finds_the_object_there(b: &impl Backend) {
         let data = random_bytes(size, 2);
         let s = uploaded(b, &data).await;
         let key = s.object_key();
-        b.app()
-            .blobs
-            .finish(&s, &key, MetadataPolicy::Strip)
+        finish_object(b.app(), &s, &key, MetadataPolicy::Strip)
             .await
             .unwrap();
         // A retried completion, after a crash before the media was recorded.
-        b.app()
-            .blobs
-            .finish(&s, &key, MetadataPolicy::Strip)
+        finish_object(b.app(), &s, &key, MetadataPolicy::Strip)
             .await
             .unwrap();
         assert_object(b, &key, &data).await;
@@ -106,9 +100,7 @@ pub async fn a_chunk_written_again_after_a_lost_commit_is_harmless(b: &impl Back
         send_chunk(b.app(), &mut s, chunk).await;
     }
     let key = s.object_key();
-    b.app()
-        .blobs
-        .finish(&s, &key, MetadataPolicy::Strip)
+    finish_object(b.app(), &s, &key, MetadataPolicy::Strip)
         .await
         .unwrap();
     assert_object(b, &key, &data).await;
@@ -171,8 +163,7 @@ pub async fn discard_never_touches_finished_objects(b: &impl Backend) {
         let data = random_bytes(3 * CHUNK + 17, 6);
         let mut s = uploaded(b, &data).await;
         let key = s.object_key();
-        app.blobs
-            .finish(&s, &key, MetadataPolicy::Strip)
+        finish_object(app, &s, &key, MetadataPolicy::Strip)
             .await
             .unwrap();
         // An object of a media made from a URL, stored whole.
@@ -241,8 +232,7 @@ pub async fn after_commit_of_a_chunk_that_sealed_nothing_does_nothing(b: &impl B
         send_chunk(app, &mut s, chunk).await;
     }
     let key = s.object_key();
-    app.blobs
-        .finish(&s, &key, MetadataPolicy::Strip)
+    finish_object(app, &s, &key, MetadataPolicy::Strip)
         .await
         .unwrap();
     assert_object(b, &key, &data).await;
@@ -273,10 +263,7 @@ pub async fn photos_are_stored_without_their_metadata(b: &impl Backend) {
         let key = s.object_key();
         // Nothing is served before completion, with or without metadata.
         assert_eq!(b.object(&key).await, None, "{mime}");
-        let size = b
-            .app()
-            .blobs
-            .finish(&s, &key, MetadataPolicy::Strip)
+        let size = finish_object(b.app(), &s, &key, MetadataPolicy::Strip)
             .await
             .unwrap();
         let stored = b.object(&key).await.expect("the finished object");
@@ -288,7 +275,7 @@ pub async fn photos_are_stored_without_their_metadata(b: &impl Backend) {
             "{mime}: pixels or orientation changed"
         );
         // A retried completion: the same object, the same size.
-        let again = b.app().blobs.finish(&s, &key, MetadataPolicy::Strip).await;
+        let again = finish_object(b.app(), &s, &key, MetadataPolicy::Strip).await;
         assert_eq!(again.unwrap(), size, "{mime}");
         assert_object(b, &key, &stored).await;
         assert_nothing_staged(b, &s).await;
@@ -299,10 +286,7 @@ pub async fn photos_are_stored_as_uploaded_when_metadata_is_kept(b: &impl Backen
     for (mime, photo) in phone_photos() {
         let s = uploaded_photo(b, &photo).await;
         let key = s.object_key();
-        let size = b
-            .app()
-            .blobs
-            .finish(&s, &key, MetadataPolicy::Keep)
+        let size = finish_object(b.app(), &s, &key, MetadataPolicy::Keep)
             .await
             .unwrap();
         assert_eq!(size, photo.len() as u64, "{mime}");

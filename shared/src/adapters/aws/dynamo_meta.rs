@@ -8,6 +8,12 @@
 //! by DynamoDB), and `DELETE` from the set on the condition that the id is in it (so that freeing is
 //! idempotent, whether the completion, the sweep or a TTL record gets there first or twice).
 //!
+//! A chunk that fills a part commits the session and the part's own item in one TransactWriteItems
+//! (the session's Put conditional on its version, the part's Put not): one request, like every other
+//! chunk's PutItem, and the part item is written only if the session's condition holds, so a losing
+//! writer never records a part. Completion reads the part items back with BatchGetItem
+//! (`recorded_parts`). `items` describes the layout, and why parts are items of their own.
+//!
 //! Nothing the whole service does lands on one item: media ids come from the counter item in blocks
 //! per process (one write per `id_block` media), and the sweep finds expired sessions through a
 //! sharded sparse index instead of a Scan (`items` describes both).
@@ -17,11 +23,13 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
+};
 use aws_sdk_dynamodb::Client;
 
 use super::items::{self, decode, n, s, Item};
-use crate::domain::upload::{UploadSession, UploadStatus};
+use crate::domain::upload::{PartRecord, UploadSession, UploadStatus};
 use crate::domain::{Click, MediaRecord, StoreError, UserQuota};
 use crate::ports::{MediaStore, UploadStore};
 
@@ -153,7 +161,7 @@ impl DynamoMeta {
                 .request_items(&self.table, ask)
                 .send()
                 .await
-                .map_err(backend("DynamoDB BatchGetItem of upload sessions"))?;
+                .map_err(backend("DynamoDB BatchGetItem"))?;
             if let Some(mut found) = page.responses {
                 out.extend(found.remove(&self.table).unwrap_or_default());
             }
@@ -217,14 +225,101 @@ impl UploadStore for DynamoMeta {
         };
         match req.send().await {
             Ok(_) => Ok(()),
+            // Not written: the version moved on, or a chunk's transaction (`commit_chunk`) held
+            // the session at that moment (DynamoDB then refuses the PutItem).
             Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                if e.as_service_error().is_some_and(|e| {
+                    e.is_conditional_check_failed_exception()
+                        || e.is_transaction_conflict_exception()
+                }) =>
             {
                 Err(StoreError::Conflict)
             }
             Err(e) => Err(backend("DynamoDB PutItem of an upload session")(e)),
         }
+    }
+
+    async fn commit_chunk(
+        &self,
+        session: &UploadSession,
+        expected: u64,
+        sealed: Option<&PartRecord>,
+    ) -> Result<(), StoreError> {
+        let Some(part) = sealed else {
+            return self.put_upload(session, Some(expected)).await;
+        };
+        let built = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend(e.into());
+        let session_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(items::session_item(session)?))
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", items::VERSION)
+            .expression_attribute_values(":expected", n(expected))
+            .build()
+            .map_err(built)?;
+        let part_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(items::part_item(session, part)?))
+            .build()
+            .map_err(built)?;
+        let res = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(session_put).build())
+            .transact_items(TransactWriteItem::builder().put(part_put).build())
+            // The SDK retries a request whose answer it did not get; with a token, a retry of a
+            // transaction that was applied answers success (for 10 minutes) instead of a failed
+            // condition, which the handler would take for a lost race and abandon committed objects.
+            .client_request_token(uuid::Uuid::new_v4().simple().to_string())
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                // Cancelled: nothing was written. Lost to another commit (the version moved on, or
+                // the session is gone) or to a transaction on the session still in flight.
+                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c))
+                    if c.cancellation_reasons().iter().all(|r| {
+                        matches!(
+                            r.code(),
+                            None | Some("None" | "ConditionalCheckFailed" | "TransactionConflict")
+                        )
+                    }) =>
+                {
+                    Err(StoreError::Conflict)
+                }
+                _ => Err(backend("DynamoDB TransactWriteItems of a chunk's commit and its part")(e)),
+            },
+        }
+    }
+
+    async fn recorded_parts(&self, session: &UploadSession) -> Result<Vec<PartRecord>, StoreError> {
+        let numbers: Vec<u32> = session.staging.numbers_apart().collect();
+        let mut apart: Vec<PartRecord> = Vec::with_capacity(numbers.len());
+        for batch in numbers.chunks(MAX_BATCH_GET) {
+            let keys = batch
+                .iter()
+                .map(|&number| s(items::part_pk(&session.id, number)))
+                .collect();
+            for item in self.get_items(keys).await? {
+                apart.push(decode(&item)?);
+            }
+        }
+        apart.sort_by_key(|p| p.number);
+        // Every part the session counts was committed with it: one missing is a broken table,
+        // never a reason to complete without it.
+        if !apart.iter().map(|p| p.number).eq(numbers.iter().copied()) {
+            return Err(anyhow!(
+                "upload {} counts parts {:?} recorded apart, the table holds {:?}",
+                session.id,
+                session.staging.numbers_apart(),
+                apart.iter().map(|p| p.number).collect::<Vec<_>>()
+            )
+            .into());
+        }
+        let mut parts = session.staging.parts.clone();
+        parts.extend(apart);
+        Ok(parts)
     }
 
     /// The session first, then the count: a crash in between leaves an uncounted session, never a

@@ -6,6 +6,8 @@
 //! |------------------|--------------------------------------------------------------------------------|
 //! | `upload#<id>`    | `data` (session JSON), `version`, `expires_at` (TTL, s), `expires_ms`, `kind`; |
 //! |                  | `expiry_shard` while unfinished (not `Completed`)                              |
+//! | `part#<id>#<n>`  | `data` (part JSON: number, ETag, size, sources), `kind` = `part`, `expires_at` |
+//! |                  | (the session's TTL)                                                            |
 //! | `media#<id>`     | `data` (media JSON), `kind`, `media_type`                                      |
 //! | `click#<uuid>`   | `data` (click JSON), `media_id`, `kind`                                        |
 //! | `counter#media`  | `n`: the last media id reserved (processes take blocks of ids from it)         |
@@ -16,6 +18,16 @@
 //! `expires_at` (the table's TTL attribute), `expiry_shard` and `expires_ms` (the key of the sweep's
 //! index), `kind` and `media_type` (the thumbnail function's stream filter in template.yaml, which must
 //! agree with this; the events function's filter selects media inserts and removals by `kind`).
+//!
+//! A part is an item of its own, written once, by the same transaction as the commit of the chunk
+//! that fills it (`DynamoMeta::commit_chunk`), so that the session item, rewritten by every chunk,
+//! stays small and of one size whatever the file's (DynamoDB bills a write per started KiB of the
+//! item, and caps an item at 400 KB). Its key does not start with `upload#`, and it has a `kind` of
+//! its own and no `expiry_shard`: no stream filter or reader that looks for sessions (the cleanup
+//! function's TTL records, `ttl_removed_session`) and not the sweep's index ever sees one as a
+//! session. Part items are only read by completion (`recorded_parts`) and are never deleted by us:
+//! they carry the session's TTL attribute, so the table's TTL removes them with it, for free (a
+//! delete by request would cost a write per part).
 //!
 //! The sweep's index, `EXPIRY_INDEX` (declared in template.yaml and `setup`), is sparse: partition key
 //! `expiry_shard`, sort key `expires_ms`, keys only. Only unfinished sessions carry `expiry_shard`, so
@@ -34,7 +46,7 @@ use aws_lambda_events::dynamodb::EventRecord;
 use aws_lambda_events::streams::DynamoDbBatchItemFailure;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::domain::upload::{UploadSession, UploadStatus};
+use crate::domain::upload::{PartRecord, UploadSession, UploadStatus};
 use crate::domain::{Click, MediaRecord, MediaType, StoreError};
 
 /// An item as the SDK reads and writes it.
@@ -52,7 +64,7 @@ pub const EXPIRES_AT: &str = "expires_at";
 pub const EXPIRES_MS: &str = "expires_ms";
 /// An unfinished session's shard of the sweep's index, `0..EXPIRY_SHARDS`; absent once completed.
 pub const EXPIRY_SHARD: &str = "expiry_shard";
-/// `upload`, `media`, `click` or `quota`.
+/// `upload`, `part`, `media`, `click` or `quota`.
 pub const KIND: &str = "kind";
 /// A media's type as the API names it (`image`, `doc`, ...).
 pub const MEDIA_TYPE: &str = "media_type";
@@ -65,6 +77,7 @@ pub const OPEN_IDS: &str = "open_ids";
 pub const OPEN_BYTES: &str = "open_bytes";
 
 pub const KIND_UPLOAD: &str = "upload";
+pub const KIND_PART: &str = "part";
 pub const KIND_MEDIA: &str = "media";
 pub const KIND_CLICK: &str = "click";
 pub const KIND_QUOTA: &str = "quota";
@@ -80,12 +93,18 @@ pub const MEDIA_COUNTER_PK: &str = "counter#media";
 
 /// Key prefixes, one per kind of item.
 pub const UPLOAD_PREFIX: &str = "upload#";
+pub const PART_PREFIX: &str = "part#";
 pub const MEDIA_PREFIX: &str = "media#";
 pub const CLICK_PREFIX: &str = "click#";
 pub const QUOTA_PREFIX: &str = "quota#";
 
 pub fn upload_pk(id: &str) -> String {
     format!("{UPLOAD_PREFIX}{id}")
+}
+
+/// Part `number` of upload `upload_id`.
+pub fn part_pk(upload_id: &str, number: u32) -> String {
+    format!("{PART_PREFIX}{upload_id}#{number}")
 }
 
 pub fn quota_pk(user: &str) -> String {
@@ -152,6 +171,19 @@ pub fn session_item(session: &UploadSession) -> Result<Item, StoreError> {
         item.insert(EXPIRY_SHARD.to_string(), n(expiry_shard(&session.id)));
     }
     Ok(item)
+}
+
+/// A part of `session`'s upload, removed by the table's TTL when the session is.
+pub fn part_item(session: &UploadSession, part: &PartRecord) -> Result<Item, StoreError> {
+    Ok(HashMap::from([
+        (PK.to_string(), s(part_pk(&session.id, part.number))),
+        (DATA.to_string(), encode(part)?),
+        (KIND.to_string(), s(KIND_PART)),
+        (
+            EXPIRES_AT.to_string(),
+            n(session.expires_at_ms.div_euclid(1000)),
+        ),
+    ]))
 }
 
 pub fn media_item(media: &MediaRecord) -> Result<Item, StoreError> {

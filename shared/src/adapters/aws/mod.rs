@@ -19,7 +19,7 @@ use crate::domain::limits::MIB;
 pub use client::{sdk_config, AwsClients};
 pub use dynamo_meta::{DynamoMeta, DEFAULT_ID_BLOCK};
 pub use event_bus::EventBus;
-pub use s3_blobs::{staging_prefix, S3Blobs, MAX_STAGED, MAX_UNCONFIRMED_PARTS};
+pub use s3_blobs::{staging_prefix, S3Blobs, MAX_STAGED};
 pub use setup::{create_resources, put_bucket_cors};
 
 /// The largest block of media ids a process may reserve at once.

@@ -31,11 +31,16 @@
 //! - the object key (`UploadSession::object_key`), or for a photo its assembly key (above): one
 //!   multipart upload, opened with the session (`begin`, before the session is first stored, when
 //!   nobody else knows the upload's id), so no attempt at a chunk ever opens one that nothing records. A crash between the two leaves an empty
-//!   multipart upload (free, aborted by the lifecycle rule after a day) and no session.
+//!   multipart upload (free, aborted by the lifecycle rule after a day) and no session. Its key is
+//!   recorded in the session (`StagingState::multipart_key`) and used from then on, never worked out
+//!   again: the rule that chose it may change under a deploy in the middle of the upload. A session of
+//!   an earlier version, which did not record it, has it worked out once (`legacy_multipart_key`) by
+//!   its next chunk, whose commit records it.
 //!
 //! # No lease: each attempt writes only what is its own
 //! A chunk costs one GetItem, one PutObject and one conditional PutItem (the commit, on the version
-//! it read). A losing attempt has only written a staged object nobody refers to: it deletes it
+//! it read; for the chunk that fills a part, a TransactWriteItems that also records the part). A
+//! losing attempt has only written a staged object nobody refers to: it deletes it
 //! (`abandon`, best effort); a crashed one leaves it to `finish`, `discard` (both delete the whole
 //! staging prefix) or the bucket's lifecycle rule on `staging/`.
 //!
@@ -50,15 +55,15 @@
 //! same bytes, from the same sources.
 //!
 //! A crash between the commit and the UploadPart (or a failed UploadPart) leaves a recorded part that
-//! is not in S3. Its sources stay recorded, and staged, until the part is confirmed: `finish`
+//! is not in S3. Its record keeps its sources, which stay staged, until the upload completes: `finish`
 //! completes with the recorded ETags and, if S3 refuses them (a part missing, or ETags that are not
 //! MD5s in a KMS bucket), lists the parts, uploads again from its sources each one missing, and
-//! completes with the listed ETags; only then is the staging prefix deleted. So that sessions stay
-//! small, a chunk that seals a part while `MAX_UNCONFIRMED_PARTS` others are unconfirmed first lists
-//! the parts and repairs them the same way, and its commit forgets their sources (once per that many
-//! parts: one more request per ~200 chunks of 200 KB). Staged objects are deleted with the whole
-//! prefix at the end, not per part: one request per upload instead of one per part, at the price of
-//! keeping the staged bytes until completion.
+//! completes with the listed ETags; only then is the staging prefix deleted. The part records are
+//! items of their own (`UploadStore::commit_chunk`), not in the session, so keeping every part's
+//! sources until completion costs the session nothing: parts are never confirmed along the way
+//! (earlier versions listed the parts every few parts to forget sources and keep the session small).
+//! Staged objects are deleted with the whole prefix at the end, not per part: one request per upload
+//! instead of one per part, at the price of keeping the staged bytes until completion.
 //!
 //! Completion racing a chunk: completion needs every byte committed, and once they are, no chunk can
 //! write anything (the only write left is the last chunk's own part upload after its commit, the
@@ -74,7 +79,7 @@
 //! Cost, per chunk of the official client's 204800 bytes (26 to a 5 MiB part): one PutObject, and per
 //! part 25 GetObject and one UploadPart, so 2.0 S3 requests and 2.0 bytes written per byte; per upload
 //! CreateMultipartUpload, CompleteMultipartUpload, one ListObjectsV2 and one DeleteObjects per 1000
-//! staged objects; ListParts only to confirm parts (above) or to repair one.
+//! staged objects; ListParts only to repair a part at completion.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -105,10 +110,6 @@ const MAX_PARTS: u64 = 10_000;
 /// most 400 KB in DynamoDB) stays small even if a client sends tiny chunks. With the official client's
 /// 200 KB chunks and 5 MiB parts at most 26 chunks are ever staged, so this never happens there.
 pub const MAX_STAGED: usize = 256;
-/// Parts recorded with their sources (uploaded after their commit, not known to be stored yet) before
-/// a chunk that seals one more lists the parts to confirm them: bounds the session's size (each source
-/// is a name of about 30 bytes, 26 per 5 MiB part of 200 KB chunks).
-pub const MAX_UNCONFIRMED_PARTS: usize = 8;
 /// Staged chunks read back in parallel when merging.
 const READ_CONCURRENCY: usize = 16;
 /// DeleteObjects takes at most 1000 keys.
@@ -164,6 +165,17 @@ fn assembly_key(session: &UploadSession) -> String {
     } else {
         session.object_key()
     }
+}
+
+/// Where `session`'s multipart upload is, once known: as `begin` (or the first chunk after a deploy,
+/// `legacy_multipart_key`) recorded it; else at the object's final key, where every version opened
+/// it before photos were assembled apart.
+fn multipart_key(session: &UploadSession) -> String {
+    session
+        .staging
+        .multipart_key
+        .clone()
+        .unwrap_or_else(|| session.object_key())
 }
 
 /// A fresh token for one attempt's staged object (64 random bits).
@@ -377,8 +389,8 @@ impl S3Blobs {
     }
 
     /// Makes sure every part in `parts` is stored with its recorded bytes: a part S3 lists with the
-    /// recorded size and ETag is confirmed (its sources are forgotten); any other is uploaded again
-    /// from its sources and confirmed with the ETag S3 answers. Safe to run by anyone at any time,
+    /// recorded size and ETag is kept; any other is uploaded again from its sources and recorded (in
+    /// `parts`, for the completion) with the ETag S3 answers. Safe to run by anyone at any time,
     /// racing anyone: a part is only ever uploaded from the sources its committed record names, so
     /// every upload of one part number writes the same bytes. (In a bucket whose ETags are not MD5s,
     /// SSE-KMS, every unconfirmed part is uploaded once more here: slower, never wrong.)
@@ -386,7 +398,7 @@ impl S3Blobs {
         &self,
         session: &UploadSession,
         upload_id: &str,
-        // Where the multipart upload is (`assembly_key`, or the final key of an older photo upload).
+        // Where the multipart upload is (`multipart_key`).
         key: &str,
         parts: &mut [PartRecord],
     ) -> anyhow::Result<()> {
@@ -409,7 +421,6 @@ impl S3Blobs {
                     part.etag = self.upload_part(key, upload_id, part.number, body).await?;
                 }
             }
-            part.sources.clear();
         }
         Ok(())
     }
@@ -479,16 +490,17 @@ impl S3Blobs {
     async fn complete_multipart(
         &self,
         session: &UploadSession,
+        parts: &[PartRecord],
         key: &str,
         upload_id: &str,
     ) -> anyhow::Result<()> {
-        let recorded: u64 = session.staging.parts.iter().map(|p| p.size).sum();
+        let recorded: u64 = parts.iter().map(|p| p.size).sum();
         ensure!(
             recorded == session.total,
             "the recorded parts of {key} hold {recorded} bytes, expected {}",
             session.total
         );
-        let mut parts = session.staging.parts.clone();
+        let mut parts = parts.to_vec();
         let mut repaired = false;
         loop {
             match self.try_complete(key, upload_id, &parts).await {
@@ -548,33 +560,53 @@ impl S3Blobs {
     async fn finish_assembled(
         &self,
         session: &UploadSession,
+        parts: &[PartRecord],
         key: &str,
-        assembly: &str,
         metadata: MetadataPolicy,
     ) -> anyhow::Result<u64> {
         // Written by an earlier attempt that crashed before recording it (PutObject is atomic: the
         // object is there whole, or not at all).
         if let Some(size) = self.head(key).await? {
-            return Ok(size);
+            // Unless the upload was opened there (or may have been: a session of an earlier version
+            // without its key), where a crash between completing it and the PutObject below leaves
+            // the photo as uploaded: stripped now (stripping again changes nothing).
+            let at_final_key = session
+                .staging
+                .multipart_key
+                .as_deref()
+                .is_none_or(|k| k == key);
+            if !at_final_key {
+                return Ok(size);
+            }
+            let body = self.read_head(key, session.total + 1).await?;
+            return match image_metadata::apply(metadata, &session.content.mime, &body) {
+                Some(stripped) => {
+                    let size = stripped.len() as u64;
+                    self.put_finished(key, Bytes::from(stripped), &session.object_headers())
+                        .await?;
+                    Ok(size)
+                }
+                None => Ok(body.len() as u64),
+            };
         }
         let Some(upload_id) = &session.staging.multipart_upload_id else {
-            bail!("{assembly} was never assembled: the last chunk did not arrive");
+            bail!("{key} was never assembled: the last chunk did not arrive");
         };
-        // A photo whose upload began before photos were assembled privately (a deploy in the middle
-        // of it) has its multipart upload at the final key: completed there, it is readable
-        // unstripped until the PutObject below replaces it. Asked first rather than inferred from an
-        // error, because S3 compatibles differ on completing an upload under another key (moto
-        // completes it at its own key); one listing of one key per photo.
-        let source = if self.multipart_uploads(key).await?.contains(upload_id) {
+        let source = match &session.staging.multipart_key {
+            Some(recorded) => recorded.clone(),
+            None => self.legacy_multipart_key(session, upload_id).await?,
+        };
+        if source == key {
+            // Opened at its final key by a version from before photos were assembled privately:
+            // completed there, it is readable unstripped until the PutObject below replaces it.
             tracing::warn!(
                 key,
                 "completing a photo upload opened at its final key by an earlier version"
             );
-            key
-        } else {
-            assembly
-        };
-        self.complete_multipart(session, source, upload_id).await?;
+        }
+        let source = source.as_str();
+        self.complete_multipart(session, parts, source, upload_id)
+            .await?;
         // One byte more than the upload tells a wrong object from a whole one; images are at most
         // `max_image_bytes` (admission), so this is bounded.
         let body = self.read_head(source, session.total + 1).await?;
@@ -592,6 +624,32 @@ impl S3Blobs {
         self.put_finished(key, body, &session.object_headers())
             .await?;
         Ok(size)
+    }
+
+    /// Where the multipart upload `upload_id` of a session stored without its key (by an earlier
+    /// version) was opened. Every version opened anything but a photo at its final key; a photo, the
+    /// version before the key was recorded at its assembly key and versions before that at its final
+    /// key. Asked rather than inferred from an error, because S3 compatibles differ on uploading to or
+    /// completing an upload under another key (moto accepts both); one listing of one key, once per
+    /// such photo upload (its next chunk's commit records the answer).
+    async fn legacy_multipart_key(
+        &self,
+        session: &UploadSession,
+        upload_id: &str,
+    ) -> anyhow::Result<String> {
+        let key = session.object_key();
+        let assembly = assembly_key(session);
+        if assembly == key
+            || self
+                .multipart_uploads(&key)
+                .await?
+                .iter()
+                .any(|u| u == upload_id)
+        {
+            Ok(key)
+        } else {
+            Ok(assembly)
+        }
     }
 
     /// After the object is whole, nothing of the upload may linger (and be billed until the bucket's
@@ -726,10 +784,12 @@ impl BlobStore for S3Blobs {
     async fn begin(&self, session: &UploadSession) -> anyhow::Result<StagingState> {
         let mut staging = session.staging.clone();
         if staging.multipart_upload_id.is_none() {
+            let key = assembly_key(session);
             staging.multipart_upload_id = Some(
-                self.create_multipart(&assembly_key(session), &session.object_headers())
+                self.create_multipart(&key, &session.object_headers())
                     .await?,
             );
+            staging.multipart_key = Some(key);
         }
         Ok(staging)
     }
@@ -752,19 +812,25 @@ impl BlobStore for S3Blobs {
             ..ChunkWrite::default()
         };
         let next = &mut write.staging;
-        let upload_id = match &st.multipart_upload_id {
-            Some(id) => id.clone(),
+        match (&st.multipart_upload_id, &st.multipart_key) {
+            (Some(_), Some(_)) => {}
+            // A session of an earlier version: where its upload is, worked out once and recorded by
+            // this chunk's commit.
+            (Some(id), None) => {
+                next.multipart_key = Some(self.legacy_multipart_key(session, id).await?);
+            }
             // Only sessions stored by a version that opened the multipart upload at the first merge
             // have none yet: an attempt that loses aborts its own (`abandon`), one that crashes
             // leaves an empty upload (no part is written before a commit) for the lifecycle rule.
-            None => {
+            (None, _) => {
+                let key = assembly_key(session);
                 let id = self
-                    .create_multipart(&assembly_key(session), &session.object_headers())
+                    .create_multipart(&key, &session.object_headers())
                     .await?;
-                next.multipart_upload_id = Some(id.clone());
-                id
+                next.multipart_upload_id = Some(id);
+                next.multipart_key = Some(key);
             }
-        };
+        }
         let staged_bytes: u64 = st.staged.iter().map(|c| c.len).sum();
         let token = new_token();
 
@@ -786,11 +852,8 @@ impl BlobStore for S3Blobs {
                     .await
                     .context("hashing a part")?
             };
-            if next.parts.iter().filter(|p| p.is_unconfirmed()).count() >= MAX_UNCONFIRMED_PARTS {
-                self.confirm_parts(session, &upload_id, &assembly_key(session), &mut next.parts)
-                    .await?;
-            }
-            let number = u32::try_from(next.parts.len() + 1)?;
+            // Recorded apart from the session, by the commit (`UploadStore::commit_chunk`).
+            let number = next.part_count() + 1;
             let mut sources: Vec<String> = next
                 .staged
                 .iter()
@@ -798,13 +861,14 @@ impl BlobStore for S3Blobs {
                 .collect();
             sources.push(source_name(&session.id, &key));
             next.staged.clear();
-            next.parts.push(PartRecord {
+            next.parts_apart += 1;
+            let part = PartRecord {
                 number,
                 etag,
                 size: body.len() as u64,
                 sources,
-            });
-            write.sealed_part = Some((number, body));
+            };
+            write.sealed_part = Some((part, body));
         } else if st.staged.len() + 1 >= MAX_STAGED {
             // Too many tiny chunks: fold them and this one into one staged object.
             let start = st.staged.first().map_or(plan.start, |c| c.offset);
@@ -840,19 +904,19 @@ impl BlobStore for S3Blobs {
         _before: &StagingState,
         write: ChunkWrite,
     ) -> anyhow::Result<()> {
-        let Some((number, body)) = write.sealed_part else {
+        let Some((part, body)) = write.sealed_part else {
             return Ok(());
         };
+        let number = part.number;
         let upload_id = session
             .staging
             .multipart_upload_id
             .as_deref()
             .context("a sealed part without a multipart upload")?;
         let etag = self
-            .upload_part(&assembly_key(session), upload_id, number, body)
+            .upload_part(&multipart_key(session), upload_id, number, body)
             .await?;
-        let recorded = session.staging.parts.iter().find(|p| p.number == number);
-        if recorded.is_some_and(|p| !same_etag(&p.etag, &etag)) {
+        if !same_etag(&part.etag, &etag) {
             // Not an error: completion lists the parts when S3 refuses the recorded ETags.
             tracing::info!(upload_id = %session.id, part = number, etag, "S3's part ETag is not the MD5 of its bytes");
         }
@@ -862,7 +926,12 @@ impl BlobStore for S3Blobs {
     async fn abandon(&self, session: &UploadSession, write: ChunkWrite) -> anyhow::Result<()> {
         if let Some(id) = &write.staging.multipart_upload_id {
             if session.staging.multipart_upload_id.as_ref() != Some(id) {
-                self.abort(&assembly_key(session), id).await?;
+                let key = write
+                    .staging
+                    .multipart_key
+                    .clone()
+                    .unwrap_or_else(|| assembly_key(session));
+                self.abort(&key, id).await?;
             }
         }
         self.delete_keys(write.own_objects).await
@@ -871,6 +940,7 @@ impl BlobStore for S3Blobs {
     async fn finish(
         &self,
         session: &UploadSession,
+        parts: &[PartRecord],
         key: &str,
         metadata: MetadataPolicy,
     ) -> anyhow::Result<u64> {
@@ -881,10 +951,16 @@ impl BlobStore for S3Blobs {
             "S3 uploads are written to {}, not {key}",
             session.object_key()
         );
-        let assembly = assembly_key(session);
-        let size = if assembly != key {
-            self.finish_assembled(session, key, &assembly, metadata)
-                .await?
+        // A photo, or an upload opened anywhere but at its final key (a rule changed since `begin`):
+        // completed where it is, then written to `key`.
+        let assembled = assembly_key(session) != key
+            || session
+                .staging
+                .multipart_key
+                .as_deref()
+                .is_some_and(|k| k != key);
+        let size = if assembled {
+            self.finish_assembled(session, parts, key, metadata).await?
         } else {
             match &session.staging.multipart_upload_id {
                 // Written whole by PutObject with the last chunk: how versions before one-part
@@ -894,25 +970,34 @@ impl BlobStore for S3Blobs {
                     Some(size) => bail!("{key} has {size} bytes, expected {}", session.total),
                     None => bail!("{key} was never written: the last chunk did not arrive"),
                 },
-                Some(upload_id) => self.complete_multipart(session, key, upload_id).await?,
+                Some(upload_id) => {
+                    self.complete_multipart(session, parts, key, upload_id)
+                        .await?
+                }
             }
             session.total
         };
-        self.tidy_after_finish(session, &assembly).await;
+        self.tidy_after_finish(session, key).await;
         Ok(size)
     }
 
     async fn discard(&self, session: &UploadSession) -> anyhow::Result<()> {
         let key = session.object_key();
-        let assembly = assembly_key(session);
+        // A session of an earlier version without a recorded key: where that version opened it
+        // (a photo of the version before that, at its final key, is left to the lifecycle rule).
+        let multipart = session
+            .staging
+            .multipart_key
+            .clone()
+            .unwrap_or_else(|| assembly_key(session));
         let mut uploads: BTreeSet<String> = self
-            .multipart_uploads(&assembly)
+            .multipart_uploads(&multipart)
             .await?
             .into_iter()
             .collect();
         uploads.extend(session.staging.multipart_upload_id.clone());
         for upload_id in &uploads {
-            self.abort(&assembly, upload_id).await?;
+            self.abort(&multipart, upload_id).await?;
         }
         self.delete_prefix(&staging_prefix(&session.id)).await?;
         // A session that reached `Completing` may already have produced the object that a media

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::upload_lock::UploadLocks;
 use crate::domain::image_metadata::{self, MetadataPolicy};
 use crate::domain::sniff::mime_for_extension;
-use crate::domain::upload::{ChunkPlan, UploadSession};
+use crate::domain::upload::{ChunkPlan, PartRecord, UploadSession};
 use crate::domain::ObjectHeaders;
 use crate::ports::{BlobStore, ChunkGuard, ChunkWrite};
 
@@ -253,6 +253,7 @@ impl BlobStore for LocalBlobs {
     async fn finish(
         &self,
         session: &UploadSession,
+        _parts: &[PartRecord],
         key: &str,
         metadata: MetadataPolicy,
     ) -> anyhow::Result<u64> {
