@@ -9,7 +9,7 @@ use media_shared::domain::{MediaType, StoreError};
 use time::OffsetDateTime;
 
 use super::Backend;
-use crate::handlers::{new_session, send_chunk};
+use crate::handlers::{finish_object, new_session, send_chunk};
 use crate::{md5_hex, random_bytes, CHUNK};
 
 /// An upload of `data` with every chunk received, then made to have expired a second ago: what a
@@ -99,8 +99,7 @@ pub async fn a_completion_that_moved_on_after_the_sweeps_read_keeps_its_bytes(b:
 
     // The completion goes on to finish the object from the bytes it was promised.
     let key = completing.object_key();
-    app.blobs
-        .finish(&completing, &key, MetadataPolicy::Keep)
+    finish_object(app, &completing, &key, MetadataPolicy::Keep)
         .await
         .unwrap();
     let stored = b.object(&key).await.expect("the finished object");
