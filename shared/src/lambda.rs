@@ -163,7 +163,7 @@ pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     let env = crate::config::ProcessEnv;
     // MEDIA_CREATE_RESOURCES (read by the wiring) is only for local S3/DynamoDB servers
     // (scripts/watch-functions.sh); the template never sets it.
-    let app = crate::wiring::for_lambda(&env).await?.app;
+    let app = crate::wiring::lambda_app(&env).await?;
     let app = std::sync::Arc::new(app);
     let rule = std::sync::Arc::new(CallerRule::from_env(&env, endpoint).await?);
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
@@ -188,15 +188,25 @@ pub async fn invoke(
     into_lambda_response(resp)
 }
 
-/// JSON logs for CloudWatch, filtered by `RUST_LOG` (default info).
+/// JSON logs for CloudWatch, filtered by `RUST_LOG` (default info): a default level and
+/// `target=level` directives (`warn,media_shared=debug`), as tracing-subscriber's `Targets` reads
+/// them. Not its `EnvFilter` (media-local's), whose span and field filters bring a regex engine into
+/// every bootstrap (about 0.24 MB); an empty `RUST_LOG`, or one `Targets` cannot read, means info.
 pub fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|directives| !directives.trim().is_empty())
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let logs = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .without_time()
-        .with_ansi(false)
+        .with_ansi(false);
+    let _ = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
         .try_init();
 }
 
