@@ -21,6 +21,9 @@
 //!
 //! local/tests/template_routes.rs checks [`behind_authorizer`] against template.yaml.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::HeaderMap;
 use lambda_http::request::RequestContext;
@@ -157,25 +160,36 @@ pub fn into_lambda_response(resp: Response) -> lambda_http::Response<Body> {
 }
 
 /// The whole life of an endpoint's function: clients built once per cold start, then every request
-/// through the shared handler.
-pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
+/// through `handler`, the endpoint's own (`|app, req| async move { api::chunk::handle(&app, req).await }`).
+/// The function's `main` names it rather than `dispatch` picking it by `endpoint` at run time, so that
+/// a bootstrap links one handler's code, not all seven (image decoding, URL fetching, photo
+/// stripping stay out of the functions that never run them).
+pub async fn serve<H, F>(endpoint: Endpoint, handler: H) -> Result<(), lambda_http::Error>
+where
+    H: Fn(Arc<App>, Request) -> F + Copy + Send + 'static,
+    F: Future<Output = Response> + Send,
+{
     init_tracing();
     let env = crate::config::ProcessEnv;
     // MEDIA_CREATE_RESOURCES (read by the wiring) is only for local S3/DynamoDB servers
     // (scripts/watch-functions.sh); the template never sets it.
-    let app = crate::wiring::lambda_app(&env).await?;
-    let app = std::sync::Arc::new(app);
-    let rule = std::sync::Arc::new(CallerRule::from_env(&env, endpoint).await?);
+    let app = Arc::new(crate::wiring::lambda_app(&env).await?);
+    let rule = Arc::new(CallerRule::from_env(&env, endpoint).await?);
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
         let (app, rule) = (app.clone(), rule.clone());
-        async move { Ok::<_, std::convert::Infallible>(invoke(endpoint, &app, &rule, req).await) }
+        async move {
+            let req = into_api_request(req, &rule).await;
+            let resp = handler(app.clone(), req).await;
+            crate::api::routes::count_refusal(&app, &resp);
+            Ok::<_, std::convert::Infallible>(answer(&app, resp))
+        }
     }))
     .await
 }
 
-/// One invocation of an endpoint's function: the event through the shared handler, then the metrics
-/// it recorded written out (EMF on stdout), before the answer goes back: Lambda may freeze the
-/// process as soon as it has the answer.
+/// One invocation of an endpoint's function (as `serve` runs it, by `dispatch`): the event through
+/// the shared handler, then the metrics it recorded written out (EMF on stdout), before the answer
+/// goes back: Lambda may freeze the process as soon as it has the answer.
 pub async fn invoke(
     endpoint: Endpoint,
     app: &App,
@@ -184,6 +198,11 @@ pub async fn invoke(
 ) -> lambda_http::Response<Body> {
     let req = into_api_request(req, rule).await;
     let resp = crate::api::routes::dispatch(endpoint, app, req).await;
+    answer(app, resp)
+}
+
+/// After the handler (and its refusal counted): the metrics flushed, the answer in Lambda's terms.
+fn answer(app: &App, resp: Response) -> lambda_http::Response<Body> {
     app.metrics.flush();
     into_lambda_response(resp)
 }

@@ -6,9 +6,11 @@
 //! enable it). `lambda_app` never reaches it even when the feature is on (a workspace build unifies
 //! features across members), so its code is never linked into a function's bootstrap.
 
+#[cfg(feature = "local")]
 use std::path::PathBuf;
 use std::sync::Arc;
 
+#[cfg(feature = "local")]
 use anyhow::Context;
 
 use crate::adapters::aws::{
