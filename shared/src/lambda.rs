@@ -187,9 +187,10 @@ where
     .await
 }
 
-/// One invocation of an endpoint's function (as `serve` runs it, by `dispatch`): the event through
-/// the shared handler, then the metrics it recorded written out (EMF on stdout), before the answer
-/// goes back: Lambda may freeze the process as soon as it has the answer.
+/// One invocation of an endpoint's function, the handler picked by `dispatch` (for the tests, which
+/// drive the glue without a Runtime API; `serve` does the same with its named handler): the event
+/// through the shared handler, then the metrics it recorded written out (EMF on stdout), before the
+/// answer goes back: Lambda may freeze the process as soon as it has the answer.
 pub async fn invoke(
     endpoint: Endpoint,
     app: &App,
