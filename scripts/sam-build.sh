@@ -36,11 +36,11 @@ for name, resource in sorted(template["Resources"].items()):
         print(name, resource["Properties"]["CodeUri"])
 PY
 )"
-# Every bootstrap's size, checked: the aim is under 10 MB (docs/BENCHMARKS.md, "Cold start of the
-# functions"); a bootstrap above the ceiling fails the build, so that a dependency or feature that
-# swells every function is seen where it lands. The ceiling sits just above today's sizes (16.05 MB for
-# the HTTP functions since JWKS, metrics and photo stripping: 13.9 MB before), not at the aim.
-max_bytes="${MEDIA_MAX_BOOTSTRAP_BYTES:-16500000}"
+# Every bootstrap's size, checked: the aim is under 10 MB (docs/BENCHMARKS.md, "Cold start and size
+# of the functions"); a bootstrap above the ceiling fails the build, so that a dependency or feature
+# that swells a function is seen where it lands. The ceiling sits just above today's largest (create,
+# 12.43 MB: 16.05 MB before the size work of issue 12), not at the aim, which the HTTP functions miss.
+max_bytes="${MEDIA_MAX_BOOTSTRAP_BYTES:-12600000}"
 aim_bytes=10000000
 count=0
 over_aim=0

@@ -21,6 +21,9 @@
 //!
 //! local/tests/template_routes.rs checks [`behind_authorizer`] against template.yaml.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::HeaderMap;
 use lambda_http::request::RequestContext;
@@ -157,25 +160,37 @@ pub fn into_lambda_response(resp: Response) -> lambda_http::Response<Body> {
 }
 
 /// The whole life of an endpoint's function: clients built once per cold start, then every request
-/// through the shared handler.
-pub async fn serve(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
+/// through `handler`, the endpoint's own (`|app, req| async move { api::chunk::handle(&app, req).await }`).
+/// The function's `main` names it rather than `dispatch` picking it by `endpoint` at run time, so that
+/// a bootstrap links one handler's code, not all seven (image decoding, URL fetching, photo
+/// stripping stay out of the functions that never run them).
+pub async fn serve<H, F>(endpoint: Endpoint, handler: H) -> Result<(), lambda_http::Error>
+where
+    H: Fn(Arc<App>, Request) -> F + Copy + Send + 'static,
+    F: Future<Output = Response> + Send,
+{
     init_tracing();
     let env = crate::config::ProcessEnv;
     // MEDIA_CREATE_RESOURCES (read by the wiring) is only for local S3/DynamoDB servers
     // (scripts/watch-functions.sh); the template never sets it.
-    let app = crate::wiring::for_lambda(&env).await?.app;
-    let app = std::sync::Arc::new(app);
-    let rule = std::sync::Arc::new(CallerRule::from_env(&env, endpoint).await?);
+    let app = Arc::new(crate::wiring::lambda_app(&env).await?);
+    let rule = Arc::new(CallerRule::from_env(&env, endpoint).await?);
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
         let (app, rule) = (app.clone(), rule.clone());
-        async move { Ok::<_, std::convert::Infallible>(invoke(endpoint, &app, &rule, req).await) }
+        async move {
+            let req = into_api_request(req, &rule).await;
+            let resp = handler(app.clone(), req).await;
+            crate::api::routes::count_refusal(&app, &resp);
+            Ok::<_, std::convert::Infallible>(answer(&app, resp))
+        }
     }))
     .await
 }
 
-/// One invocation of an endpoint's function: the event through the shared handler, then the metrics
-/// it recorded written out (EMF on stdout), before the answer goes back: Lambda may freeze the
-/// process as soon as it has the answer.
+/// One invocation of an endpoint's function, the handler picked by `dispatch` (for the tests, which
+/// drive the glue without a Runtime API; `serve` does the same with its named handler): the event
+/// through the shared handler, then the metrics it recorded written out (EMF on stdout), before the
+/// answer goes back: Lambda may freeze the process as soon as it has the answer.
 pub async fn invoke(
     endpoint: Endpoint,
     app: &App,
@@ -184,19 +199,34 @@ pub async fn invoke(
 ) -> lambda_http::Response<Body> {
     let req = into_api_request(req, rule).await;
     let resp = crate::api::routes::dispatch(endpoint, app, req).await;
+    answer(app, resp)
+}
+
+/// After the handler (and its refusal counted): the metrics flushed, the answer in Lambda's terms.
+fn answer(app: &App, resp: Response) -> lambda_http::Response<Body> {
     app.metrics.flush();
     into_lambda_response(resp)
 }
 
-/// JSON logs for CloudWatch, filtered by `RUST_LOG` (default info).
+/// JSON logs for CloudWatch, filtered by `RUST_LOG` (default info): a default level and
+/// `target=level` directives (`warn,media_shared=debug`), as tracing-subscriber's `Targets` reads
+/// them. Not its `EnvFilter` (media-local's), whose span and field filters bring a regex engine into
+/// every bootstrap (about 0.24 MB); an empty `RUST_LOG`, or one `Targets` cannot read, means info.
 pub fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|directives| !directives.trim().is_empty())
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let logs = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .without_time()
-        .with_ansi(false)
+        .with_ansi(false);
+    let _ = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
         .try_init();
 }
 

@@ -7,9 +7,7 @@ use media_shared::cleanup::{self, CleanupEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     media_shared::lambda::init_tracing();
-    let mut app = media_shared::wiring::for_lambda(&media_shared::config::ProcessEnv)
-        .await?
-        .app;
+    let mut app = media_shared::wiring::lambda_app(&media_shared::config::ProcessEnv).await?;
     // Expired uploads are told to the platform (`Upload Expired`) on MEDIA_EVENT_BUS, if set.
     app.events = media_shared::wiring::event_bus(&media_shared::config::ProcessEnv).await;
     let app = &app;

@@ -1,9 +1,13 @@
 //! POST /api/v2/media/upload/complete/ on Lambda: AWS clients are built once per cold start, each request goes through the shared
 //! handler (`media_shared::api::complete`).
 
-use media_shared::api::routes::Endpoint;
+use media_shared::api::{complete, routes::Endpoint};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    media_shared::lambda::serve(Endpoint::Complete).await
+    // The handler by name: the bootstrap links this endpoint's code only (`lambda::serve`).
+    media_shared::lambda::serve(Endpoint::Complete, |app, req| async move {
+        complete::handle(&app, req).await
+    })
+    .await
 }

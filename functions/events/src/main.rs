@@ -9,7 +9,7 @@ use media_shared::config::ProcessEnv;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     media_shared::lambda::init_tracing();
-    let mut app = media_shared::wiring::for_lambda(&ProcessEnv).await?.app;
+    let mut app = media_shared::wiring::lambda_app(&ProcessEnv).await?;
     app.events = media_shared::wiring::event_bus(&ProcessEnv).await;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {

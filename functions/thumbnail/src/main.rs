@@ -8,9 +8,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     media_shared::lambda::init_tracing();
-    let app = media_shared::wiring::for_lambda(&media_shared::config::ProcessEnv)
-        .await?
-        .app;
+    let app = media_shared::wiring::lambda_app(&media_shared::config::ProcessEnv).await?;
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         let answer = media_shared::thumbnailer::handle_stream_event(app, &event.payload).await;

@@ -1,9 +1,13 @@
 //! PUT and PATCH /api/v2/media/{id}/ on Lambda: AWS clients are built once per cold start, each request goes through the shared
 //! handler (`media_shared::api::update`).
 
-use media_shared::api::routes::Endpoint;
+use media_shared::api::{routes::Endpoint, update};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    media_shared::lambda::serve(Endpoint::Update).await
+    // The handler by name: the bootstrap links this endpoint's code only (`lambda::serve`).
+    media_shared::lambda::serve(Endpoint::Update, |app, req| async move {
+        update::handle(&app, req).await
+    })
+    .await
 }
