@@ -103,6 +103,85 @@ impl Intercept for Requests {
     }
 }
 
+/// Lets the first DynamoDB request of one operation (`X-Amz-Target` ending in `.<operation>`) whose
+/// body contains `marker` through to the table, then turns its answer into a 500: what a client sees
+/// when DynamoDB applied a write and the answer was lost (a 5xx or a timeout after the apply). The
+/// SDK retries it as it would any 500, so the retry meets the table as the first attempt left it.
+#[derive(Debug, Clone)]
+pub struct LoseAnswerOnce {
+    operation: &'static str,
+    marker: &'static str,
+    /// Whether the request in flight is the one (requests of one test are sent one at a time).
+    this_one: Arc<std::sync::atomic::AtomicBool>,
+    /// Answers lost so far: 0 or 1.
+    pub lost: Arc<AtomicU64>,
+}
+
+impl LoseAnswerOnce {
+    pub fn new(operation: &'static str, marker: &'static str) -> Self {
+        LoseAnswerOnce {
+            operation,
+            marker,
+            this_one: Arc::default(),
+            lost: Arc::default(),
+        }
+    }
+
+    /// A client like `dynamodb` that loses that answer.
+    pub fn client(&self, dynamodb: &aws_sdk_dynamodb::Client) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            dynamodb
+                .config()
+                .to_builder()
+                .interceptor(self.clone())
+                .build(),
+        )
+    }
+}
+
+impl Intercept for LoseAnswerOnce {
+    fn name(&self) -> &'static str {
+        "LoseAnswerOnce"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let req = context.request();
+        let this_one = self.lost.load(Ordering::SeqCst) == 0
+            && req
+                .headers()
+                .get("x-amz-target")
+                .is_some_and(|t| t.ends_with(&format!(".{}", self.operation)))
+            && req
+                .body()
+                .bytes()
+                .is_some_and(|b| String::from_utf8_lossy(b).contains(self.marker));
+        self.this_one.store(this_one, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.this_one.swap(false, Ordering::SeqCst) {
+            assert!(
+                context.response().status().is_success(),
+                "the write whose answer is to be lost was not applied"
+            );
+            *context.response_mut().status_mut() = 500u16.try_into().expect("a status");
+            self.lost.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
 pub struct TestEnv {
     pub cfg: AwsConfig,
     pub clients: AwsClients,

@@ -63,11 +63,59 @@ impl PartRecord {
 }
 
 /// A chunk staged as its own object until enough bytes for a part have arrived.
+///
+/// Stored as one string, `<name>:<len>` (the name starts with the offset), about a third of the
+/// object it was before: the session item is rewritten by every chunk and carries up to a part's
+/// worth of these, so their size is most of what a chunk's commit costs beyond the first write
+/// unit. Sessions stored as `{"key", "offset", "len"}` by earlier versions are still read (an
+/// earlier version meeting the new form refuses the session, a 500, rather than misreading it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StoredChunk", into = "String")]
 pub struct StagedChunk {
-    pub key: String,
+    /// The object's name below the upload's staging prefix (`<offset>-<token>`), the backend's to
+    /// place: the prefix is the upload's, and need not be stored with every chunk.
+    pub name: String,
     pub offset: u64,
     pub len: u64,
+}
+
+/// A staged chunk as stored: compact, or as versions before it wrote it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredChunk {
+    Compact(String),
+    Full { key: String, offset: u64, len: u64 },
+}
+
+impl TryFrom<StoredChunk> for StagedChunk {
+    type Error = String;
+
+    fn try_from(stored: StoredChunk) -> Result<Self, String> {
+        match stored {
+            StoredChunk::Full { key, offset, len } => Ok(StagedChunk {
+                // Every version put them right below the upload's staging prefix.
+                name: key.rsplit('/').next().unwrap_or(&key).to_string(),
+                offset,
+                len,
+            }),
+            StoredChunk::Compact(s) => {
+                let bad = || format!("a staged chunk stored as {s:?}");
+                let (name, len) = s.rsplit_once(':').ok_or_else(bad)?;
+                let digits = name.split('-').next().unwrap_or(name);
+                Ok(StagedChunk {
+                    offset: digits.parse().map_err(|_| bad())?,
+                    len: len.parse().map_err(|_| bad())?,
+                    name: name.to_string(),
+                })
+            }
+        }
+    }
+}
+
+impl From<StagedChunk> for String {
+    fn from(c: StagedChunk) -> String {
+        format!("{}:{}", c.name, c.len)
+    }
 }
 
 /// Where the received bytes are, in terms any backend can use (the local one needs none of it).
@@ -719,5 +767,29 @@ mod tests {
             Err(Md5Error::Mismatch { .. })
         ));
         assert!(matches!(s.verify_md5("nothex"), Err(Md5Error::Malformed)));
+    }
+
+    #[test]
+    fn staged_chunks_are_stored_compactly_and_read_in_every_form() {
+        let c = StagedChunk {
+            name: "1048576-0123456789abcdef".into(),
+            offset: 1_048_576,
+            len: 204_800,
+        };
+        let stored = serde_json::to_string(&c).unwrap();
+        assert_eq!(stored, r#""1048576-0123456789abcdef:204800""#);
+        assert_eq!(serde_json::from_str::<StagedChunk>(&stored).unwrap(), c);
+        // As versions before stored it: the whole key, offset and length.
+        let full = r#"{"key":"staging/u1/1048576-0123456789abcdef","offset":1048576,"len":204800}"#;
+        assert_eq!(serde_json::from_str::<StagedChunk>(full).unwrap(), c);
+        // As the first version named them: the offset alone, zero-padded.
+        let padded = r#"{"key":"staging/u1/00000000000001048576","offset":1048576,"len":204800}"#;
+        let old = serde_json::from_str::<StagedChunk>(padded).unwrap();
+        assert_eq!(old.name, "00000000000001048576");
+        let again = serde_json::to_string(&old).unwrap();
+        assert_eq!(serde_json::from_str::<StagedChunk>(&again).unwrap(), old);
+        for bad in [r#""1048576-abc""#, r#""x-abc:5""#, r#""5-abc:x""#] {
+            assert!(serde_json::from_str::<StagedChunk>(bad).is_err(), "{bad}");
+        }
     }
 }

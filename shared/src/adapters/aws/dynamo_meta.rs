@@ -14,6 +14,14 @@
 //! writer never records a part. Completion reads the part items back with BatchGetItem
 //! (`recorded_parts`). `items` describes the layout, and why parts are items of their own.
 //!
+//! A chunk's commit recognises its own write: the SDK retries a write whose answer it lost (a 5xx or
+//! a timeout after DynamoDB applied it), and the retry fails the version condition the first attempt
+//! moved past. Taken for a lost race, that would answer 409 and delete the objects the committed
+//! session refers to. So the conditional write asks for the item as stored when its condition fails
+//! (`ReturnValuesOnConditionCheckFailure`, no extra request), and tells ours from another writer's:
+//! the session item for an ordinary chunk (`own_commit`), the part item for one that fills a part
+//! (whose session, with nothing staged, need not differ from a racing writer's of the same bytes).
+//!
 //! Nothing the whole service does lands on one item: media ids come from the counter item in blocks
 //! per process (one write per `id_block` media), and the sweep finds expired sessions through a
 //! sharded sparse index instead of a Scan (`items` describes both).
@@ -23,8 +31,11 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -72,6 +83,48 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     move |e| StoreError::Backend(anyhow::Error::new(e).context(what))
+}
+
+/// What a chunk's commit whose condition failed tells from the session item as stored then
+/// (`stored`, returned with the failure at no cost): whether the write refused was in fact already
+/// applied, by an earlier attempt of this same request that the SDK retried because its answer was
+/// lost (a 5xx or a timeout after DynamoDB applied it).
+///
+/// - The stored item is exactly `ours`: the commit is ours, and won. The session of a chunk that seals
+///   no part lists, last among its staged chunks, the object this attempt staged under a random token
+///   of its own (`S3Blobs::write_chunk`), so no other writer's commit can be this item; and a session
+///   that equal to ours refers to exactly the objects ours does, so abandoning them (what a lost race
+///   does) is never right.
+/// - Gone, or at `expected + 1` but not ours: another writer won from the version we read (a write
+///   conditional on `expected` applies once), so ours never was: a lost race.
+/// - Further on than `expected + 1`: commits followed one that may have been ours (a client that sent
+///   the chunk again and moved on, answered `repeated`, while our retry waited), and what the stored
+///   session refers to cannot be told from it alone. Unknown, not lost: the caller then leaves what it
+///   wrote, for completion, the sweep or the lifecycle rule.
+fn own_commit(
+    id: &str,
+    stored: Option<&Item>,
+    ours: &Item,
+    expected: u64,
+) -> Result<(), StoreError> {
+    let Some(stored) = stored else {
+        return Err(StoreError::Conflict);
+    };
+    if stored == ours {
+        tracing::info!(upload_id = %id, version = expected + 1, "a chunk's commit refused on retry was its own, already applied");
+        return Ok(());
+    }
+    let version = stored
+        .get(items::VERSION)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match version {
+        Some(v) if v <= expected + 1 => Err(StoreError::Conflict),
+        _ => Err(StoreError::Backend(anyhow!(
+            "upload {id} moved from version {expected} to {version:?} while its commit was retried: \
+             whether this chunk is part of it is unknown"
+        ))),
+    }
 }
 
 impl DynamoMeta {
@@ -245,21 +298,51 @@ impl UploadStore for DynamoMeta {
         expected: u64,
         sealed: Option<&PartRecord>,
     ) -> Result<(), StoreError> {
+        let ours = items::session_item(session)?;
         let Some(part) = sealed else {
-            return self.put_upload(session, Some(expected)).await;
+            let res = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(ours.clone()))
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", items::VERSION)
+                .expression_attribute_values(":expected", n(expected))
+                // Free: the item is read for the condition anyway (`own_commit`).
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            return match res {
+                Ok(_) => Ok(()),
+                Err(e) => match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                        own_commit(&session.id, failed.item(), &ours, expected)
+                    }
+                    // Refused while a chunk's transaction held the session: not written.
+                    Some(e) if e.is_transaction_conflict_exception() => Err(StoreError::Conflict),
+                    _ => Err(backend("DynamoDB PutItem of a chunk's commit")(e)),
+                },
+            };
         };
         let built = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Backend(e.into());
         let session_put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(items::session_item(session)?))
+            .set_item(Some(ours))
             .condition_expression("#v = :expected")
             .expression_attribute_names("#v", items::VERSION)
             .expression_attribute_values(":expected", n(expected))
             .build()
             .map_err(built)?;
+        // Part n is written only by the commit that moves the count from n-1 to n, so it never
+        // exists before: the condition costs nothing and tells a retry its own part (below).
+        let our_part = items::part_item(session, part)?;
         let part_put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(items::part_item(session, part)?))
+            .set_item(Some(our_part.clone()))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(built)?;
         let res = self
@@ -270,15 +353,15 @@ impl UploadStore for DynamoMeta {
             // The SDK retries a request whose answer it did not get; with a token, a retry of a
             // transaction that was applied answers success (for 10 minutes) instead of a failed
             // condition, which the handler would take for a lost race and abandon committed objects.
+            // Where the token is not honoured (past 10 minutes, or moto), the part item still is.
             .client_request_token(uuid::Uuid::new_v4().simple().to_string())
             .send()
             .await;
         match res {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
-                // Cancelled: nothing was written. Lost to another commit (the version moved on, or
-                // the session is gone) or to a transaction on the session still in flight.
-                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c))
+                // Cancelled: nothing was written by this request.
+                Some(TransactWriteItemsError::TransactionCanceledException(c))
                     if c.cancellation_reasons().iter().all(|r| {
                         matches!(
                             r.code(),
@@ -286,9 +369,20 @@ impl UploadStore for DynamoMeta {
                         )
                     }) =>
                 {
+                    // Our part, as stored: an earlier attempt of this request was applied (the
+                    // part's sources name the object this attempt staged under a random token of
+                    // its own, and only a winning commit writes a part), whatever came after it.
+                    if c.cancellation_reasons().get(1).and_then(|r| r.item()) == Some(&our_part) {
+                        tracing::info!(upload_id = %session.id, part = part.number, "a chunk's commit refused on retry was its own, already applied");
+                        return Ok(());
+                    }
+                    // Lost to another commit (the version moved on, or the session is gone) or to
+                    // a transaction on the session still in flight.
                     Err(StoreError::Conflict)
                 }
-                _ => Err(backend("DynamoDB TransactWriteItems of a chunk's commit and its part")(e)),
+                _ => Err(backend(
+                    "DynamoDB TransactWriteItems of a chunk's commit and its part",
+                )(e)),
             },
         }
     }
@@ -557,5 +651,41 @@ impl MediaStore for DynamoMeta {
             .await
             .map_err(backend("DynamoDB PutItem of a click"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(version: u64, data: &str) -> Item {
+        Item::from([
+            (items::VERSION.to_string(), n(version)),
+            (items::DATA.to_string(), s(data)),
+        ])
+    }
+
+    #[test]
+    fn a_refused_commit_is_ours_only_if_the_stored_item_is_exactly_ours() {
+        let ours = item(8, "staged 4096-ours");
+        // Our earlier attempt applied it.
+        assert!(own_commit("u", Some(&ours), &ours, 7).is_ok());
+        // Another writer won from the version we read: ours was never applied.
+        let theirs = item(8, "staged 4096-theirs");
+        assert!(matches!(
+            own_commit("u", Some(&theirs), &ours, 7),
+            Err(StoreError::Conflict)
+        ));
+        // Removed (the sweep): nothing to keep.
+        assert!(matches!(
+            own_commit("u", None, &ours, 7),
+            Err(StoreError::Conflict)
+        ));
+        // Moved on past ours, which may be in it: unknown, so what we wrote is left alone.
+        let later = item(9, "staged 4096-ours 8192-next");
+        assert!(matches!(
+            own_commit("u", Some(&later), &ours, 7),
+            Err(StoreError::Backend(_))
+        ));
     }
 }

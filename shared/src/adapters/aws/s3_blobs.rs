@@ -147,7 +147,12 @@ pub fn staging_prefix(upload_id: &str) -> String {
 /// One staged object starting at `offset`, written by one attempt: `token` is its own, so that no
 /// other attempt ever writes this key.
 fn staged_key(upload_id: &str, offset: u64, token: &str) -> String {
-    format!("{}{offset}-{token}", staging_prefix(upload_id))
+    staged_object(upload_id, &format!("{offset}-{token}"))
+}
+
+/// The key of the staged object `name` (`StagedChunk::name`, a part's `sources`) of an upload.
+fn staged_object(upload_id: &str, name: &str) -> String {
+    format!("{}{name}", staging_prefix(upload_id))
 }
 
 /// Where the multipart upload of `session` is assembled: a photo, whose metadata `finish` strips, under
@@ -303,11 +308,19 @@ impl S3Blobs {
 
     /// The staged chunks (read back in parallel) followed by `data`, as one buffer. Without staged
     /// chunks, `data` itself: no copy.
-    async fn gather(&self, staged: &[StagedChunk], data: Bytes) -> anyhow::Result<Bytes> {
+    async fn gather(
+        &self,
+        upload_id: &str,
+        staged: &[StagedChunk],
+        data: Bytes,
+    ) -> anyhow::Result<Bytes> {
         if staged.is_empty() {
             return Ok(data);
         }
-        let keys: Vec<String> = staged.iter().map(|c| c.key.clone()).collect();
+        let keys: Vec<String> = staged
+            .iter()
+            .map(|c| staged_object(upload_id, &c.name))
+            .collect();
         let pieces = self.read_all(&keys).await?;
         let total = staged.iter().map(|c| c.len).sum::<u64>() + data.len() as u64;
         let mut buf = BytesMut::with_capacity(usize::try_from(total)?);
@@ -317,7 +330,7 @@ impl S3Blobs {
             ensure!(
                 piece.len() as u64 == chunk.len,
                 "staged chunk {} has {} bytes, expected {}",
-                chunk.key,
+                chunk.name,
                 piece.len(),
                 chunk.len
             );
@@ -841,7 +854,7 @@ impl BlobStore for S3Blobs {
             let key = staged_key(&session.id, plan.start, &token);
             let (put, body) = tokio::join!(
                 self.put_staged(&key, data.clone()),
-                self.gather(&st.staged, data)
+                self.gather(&session.id, &st.staged, data)
             );
             put?;
             write.own_objects.push(key.clone());
@@ -854,11 +867,7 @@ impl BlobStore for S3Blobs {
             };
             // Recorded apart from the session, by the commit (`UploadStore::commit_chunk`).
             let number = next.part_count() + 1;
-            let mut sources: Vec<String> = next
-                .staged
-                .iter()
-                .map(|c| source_name(&session.id, &c.key))
-                .collect();
+            let mut sources: Vec<String> = next.staged.iter().map(|c| c.name.clone()).collect();
             sources.push(source_name(&session.id, &key));
             next.staged.clear();
             next.parts_apart += 1;
@@ -873,12 +882,12 @@ impl BlobStore for S3Blobs {
             // Too many tiny chunks: fold them and this one into one staged object.
             let start = st.staged.first().map_or(plan.start, |c| c.offset);
             let end = plan.start + plan.len;
-            let body = self.gather(&st.staged, data).await?;
+            let body = self.gather(&session.id, &st.staged, data).await?;
             let key = staged_key(&session.id, start, &token);
             self.put_staged(&key, body).await?;
             write.own_objects.push(key.clone());
             next.staged = vec![StagedChunk {
-                key,
+                name: source_name(&session.id, &key),
                 offset: start,
                 len: end - start,
             }];
@@ -887,7 +896,7 @@ impl BlobStore for S3Blobs {
             self.put_staged(&key, data).await?;
             write.own_objects.push(key.clone());
             next.staged.push(StagedChunk {
-                key,
+                name: source_name(&session.id, &key),
                 offset: plan.start,
                 len: plan.len,
             });
