@@ -24,6 +24,19 @@ pub trait UploadStore: Send + Sync {
         expected: Option<u64>,
     ) -> Result<(), StoreError>;
 
+    /// `put_upload` that may answer before the write is durable, for a write whose loss in a crash is
+    /// harmless or repaired: a later flushed write of the same request follows it (the local store's
+    /// commits become durable in order, so that one carries this one), or the session is recovered
+    /// from elsewhere after a crash (the partial file of a chunk, `BlobStore::persist_progress`).
+    /// Default: `put_upload`, durable before the answer.
+    async fn put_upload_deferred(
+        &self,
+        session: &UploadSession,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.put_upload(session, expected).await
+    }
+
     /// Creates a new session (only if no session has its id) and counts it against its owner's
     /// unfinished uploads: one more upload, `session.total` more declared bytes. When that would take
     /// the owner past `quota`, the answer is `StoreError::QuotaExceeded` and no session remains. The
@@ -65,6 +78,11 @@ pub trait MediaStore: Send + Sync {
     async fn next_media_id(&self) -> Result<u64, StoreError>;
     /// Creates or replaces the media with this id.
     async fn put_media(&self, media: &MediaRecord) -> Result<(), StoreError>;
+    /// `put_media` that may answer before the write is durable, when a later flushed write of the
+    /// same request follows (see `UploadStore::put_upload_deferred`). Default: `put_media`.
+    async fn put_media_deferred(&self, media: &MediaRecord) -> Result<(), StoreError> {
+        self.put_media(media).await
+    }
     async fn get_media(&self, id: u64) -> Result<Option<MediaRecord>, StoreError>;
     /// Replaces the media only if it still exists (work done after the fact, such as a deferred
     /// thumbnail, must never bring back a deleted media). Answers whether it was written.
@@ -120,6 +138,19 @@ pub trait BlobStore: Send + Sync {
         plan: &ChunkPlan,
         data: Bytes,
     ) -> anyhow::Result<ChunkWrite>;
+
+    /// Called after `write_chunk` and before `session` (the chunk accepted, its version the one to
+    /// commit) is committed: makes the chunk durable, together with `session` where the backend can
+    /// keep it beside the bytes, and answers whether it did. If it did, the commit needs no flush of
+    /// its own (`UploadStore::put_upload_deferred`): after a crash the backend recovers the session
+    /// from what it wrote here. Default: nothing to do (`write_chunk` made the bytes durable), false.
+    async fn persist_progress(
+        &self,
+        _session: &UploadSession,
+        _plan: &ChunkPlan,
+    ) -> anyhow::Result<bool> {
+        Ok(false)
+    }
 
     /// Called once the session with `write.staging` is committed (`session` is that committed one;
     /// `before` the staging state it replaced): finishes what only a winner may do. Failures here

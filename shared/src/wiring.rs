@@ -94,6 +94,7 @@ pub async fn build(
                 Some(url) => LocalBlobs::new(data_dir, url)?,
                 None => LocalBlobs::unserved(data_dir)?,
             });
+            crate::adapters::local::recover(&meta, &blobs).await?;
             let app = App {
                 limits,
                 uploads: Arc::new(meta.clone()),

@@ -1,7 +1,9 @@
 //! POST /api/v2/media/upload/chunk/: one chunk of a file, the first one creating the upload.
 //!
 //! A chunk is (1) read the session, (2) write the bytes, (3) commit offset + MD5 state + staging state
-//! conditional on the version read in (1): one read and one write of the session, no lease. Two
+//! conditional on the version read in (1): one read and one write of the session, no lease. Where the
+//! backend keeps the accepted session beside the bytes, flushed with them (the local one:
+//! `BlobStore::persist_progress`), the commit in (3) is not flushed again. Two
 //! requests racing for the same offset (a retry, a client sending twice, with the same bytes or not)
 //! may both write; exactly one commit wins and the other is answered 409, so exactly one version of
 //! the chunk is ever accepted. That is safe because no attempt ever writes where a committed session's
@@ -119,7 +121,23 @@ async fn write_and_commit(
     };
     session.accept_chunk(plan, md5, write.staging.clone());
     session.version = read.version + 1;
-    match app.uploads.put_upload(&session, Some(read.version)).await {
+    // The bytes and, where the backend keeps it beside them, the session made durable in one flush
+    // (the local backend, `adapters::local::progress`); then the commit needs none of its own.
+    let recoverable = match app.blobs.persist_progress(&session, plan).await {
+        Ok(r) => r,
+        Err(e) => {
+            abandon(app, &read, write).await;
+            return Err(ApiError::Internal(e.context("flushing the chunk")));
+        }
+    };
+    let committed = if recoverable {
+        app.uploads
+            .put_upload_deferred(&session, Some(read.version))
+            .await
+    } else {
+        app.uploads.put_upload(&session, Some(read.version)).await
+    };
+    match committed {
         Ok(()) => app.metrics.record(Event::ChunkStored { bytes: plan.len }),
         Err(StoreError::Conflict) => {
             // Another request moved the upload on (or the sweep removed it) since we read it: what

@@ -4,7 +4,8 @@
 //! (`domain::image_metadata`) is the exception: its rewritten bytes go to `partial/<upload_id>.stripped`
 //! and that file is renamed into `objects/` instead.
 //! Because attempts share the partial file, the chunk writers of one upload take turns (`exclusive`,
-//! `upload_lock`).
+//! `upload_lock`). Behind the bytes the partial file keeps the upload's progress, flushed with each
+//! chunk (`progress`), which is cut off when the upload finishes.
 //!
 //! Each finished object has its headers (`ObjectHeaders`) and MD5 in `headers/<key>.json`, written
 //! before the object appears and removed after it is gone, which is what `/files/` serves it with
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
+use super::progress;
 use super::upload_lock::UploadLocks;
 use crate::domain::image_metadata::{self, MetadataPolicy};
 use crate::domain::sniff::mime_for_extension;
@@ -66,7 +68,7 @@ impl LocalBlobs {
         self.root.join("objects")
     }
 
-    fn partial(&self, upload_id: &str) -> PathBuf {
+    pub(super) fn partial(&self, upload_id: &str) -> PathBuf {
         self.root.join("partial").join(upload_id)
     }
 
@@ -201,6 +203,15 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
+fn open_partial(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// Where the stripped copy of a partial file is written before it becomes the object.
 fn stripped_path(partial: &Path) -> PathBuf {
     partial.with_extension("stripped")
@@ -227,20 +238,21 @@ impl BlobStore for LocalBlobs {
     ) -> anyhow::Result<ChunkWrite> {
         let path = self.partial(&session.id);
         let at = plan.start;
+        // The last chunk is flushed here and committed with a flush as before: its upload's record
+        // then needs nothing from the partial file. Any other is flushed with its progress, by
+        // `persist_progress`, once its MD5 is known.
+        let flush = plan.is_last();
         blocking(move || {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(false)
-                .open(&path)?;
+            let file = open_partial(&path)?;
             file.write_all_at(&data, at).with_context(|| {
                 format!("writing {} bytes at {at} of {}", data.len(), path.display())
             })?;
-            // On disk before the session commit acknowledges it: an acknowledged chunk survives a
-            // power loss, not only a crash of the process, and completing needs to flush nothing
-            // but metadata, whatever the file's size.
-            file.sync_data()
-                .with_context(|| format!("flushing {}", path.display()))?;
+            if flush {
+                // On disk before the session commit acknowledges it: an acknowledged chunk survives
+                // a power loss, not only a crash of the process.
+                file.sync_data()
+                    .with_context(|| format!("flushing {}", path.display()))?;
+            }
             Ok(())
         })
         .await?;
@@ -248,6 +260,31 @@ impl BlobStore for LocalBlobs {
             staging: session.staging.clone(),
             ..ChunkWrite::default()
         })
+    }
+
+    async fn persist_progress(
+        &self,
+        session: &UploadSession,
+        plan: &ChunkPlan,
+    ) -> anyhow::Result<bool> {
+        if plan.is_last() {
+            return Ok(false);
+        }
+        let path = self.partial(&session.id);
+        let slot = progress::encode(session)?;
+        let session = session.clone();
+        blocking(move || {
+            let file = open_partial(&path)?;
+            if let Some(slot) = &slot {
+                progress::write(&file, &session, slot)
+                    .with_context(|| format!("writing the progress into {}", path.display()))?;
+            }
+            // One flush for the chunk's bytes and the record of its session (`progress`).
+            file.sync_data()
+                .with_context(|| format!("flushing {}", path.display()))?;
+            Ok(slot.is_some())
+        })
+        .await
     }
 
     async fn finish(
@@ -277,9 +314,10 @@ impl BlobStore for LocalBlobs {
                 }
                 Err(e) => return Err(e).with_context(|| format!("opening {}", partial.display())),
             };
-            // An uncommitted write of a crashed request may have run past the end; cut it off, durably.
-            // Otherwise there is nothing to flush: every chunk was on disk before it was acknowledged,
-            // and an fsync here cost each completion one more disk flush (issue 12).
+            // The progress records behind the bytes (`progress`), or an uncommitted write of a crashed
+            // request past the end: cut off, durably, before the rename can be. Otherwise there is
+            // nothing to flush: every chunk was on disk before it was acknowledged, and an fsync here
+            // cost each completion one more disk flush (issue 12).
             if file.metadata()?.len() != total {
                 file.set_len(total)?;
                 file.sync_all()?;
