@@ -203,6 +203,14 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
+/// Whether a chunk is flushed on its own and committed with a flush of the database, as before
+/// `progress`: the first, whose commit also makes its session's creation durable (`LocalMeta`'s
+/// `create_upload` is not flushed), and the last, whose record then needs nothing from the partial
+/// file (and a one-chunk upload has no progress slots to cut off when it finishes).
+fn flushed_alone(plan: &ChunkPlan) -> bool {
+    plan.start == 0 || plan.is_last()
+}
+
 fn open_partial(path: &Path) -> anyhow::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)
@@ -238,10 +246,9 @@ impl BlobStore for LocalBlobs {
     ) -> anyhow::Result<ChunkWrite> {
         let path = self.partial(&session.id);
         let at = plan.start;
-        // The last chunk is flushed here and committed with a flush as before: its upload's record
-        // then needs nothing from the partial file. Any other is flushed with its progress, by
-        // `persist_progress`, once its MD5 is known.
-        let flush = plan.is_last();
+        // See `flushed_alone`; any other chunk is flushed with its progress, by `persist_progress`,
+        // once its MD5 is known.
+        let flush = flushed_alone(plan);
         blocking(move || {
             let file = open_partial(&path)?;
             file.write_all_at(&data, at).with_context(|| {
@@ -267,7 +274,7 @@ impl BlobStore for LocalBlobs {
         session: &UploadSession,
         plan: &ChunkPlan,
     ) -> anyhow::Result<bool> {
-        if plan.is_last() {
+        if flushed_alone(plan) {
             return Ok(false);
         }
         let path = self.partial(&session.id);
@@ -352,12 +359,7 @@ impl BlobStore for LocalBlobs {
     }
 
     async fn discard(&self, session: &UploadSession) -> anyhow::Result<()> {
-        let partial = self.partial(&session.id);
-        blocking(move || {
-            ignore_missing(std::fs::remove_file(stripped_path(&partial)))?;
-            Ok(ignore_missing(std::fs::remove_file(partial))?)
-        })
-        .await
+        self.remove_partial(&session.id).await
     }
 
     async fn read_head(&self, key: &str, len: u64) -> anyhow::Result<Bytes> {
@@ -408,6 +410,31 @@ impl BlobStore for LocalBlobs {
 }
 
 impl LocalBlobs {
+    /// The ids of every upload with a partial file (or a stripped copy), for `recover`.
+    pub(super) fn partial_ids(&self) -> anyhow::Result<Vec<String>> {
+        let dir = self.root.join("partial");
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            let id = name.strip_suffix(".stripped").unwrap_or(&name);
+            if !ids.iter().any(|i| i == id) {
+                ids.push(id.to_string());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Removes what an unfinished upload holds on disk (`discard`).
+    pub(super) async fn remove_partial(&self, upload_id: &str) -> anyhow::Result<()> {
+        let partial = self.partial(upload_id);
+        blocking(move || {
+            ignore_missing(std::fs::remove_file(stripped_path(&partial)))?;
+            Ok(ignore_missing(std::fs::remove_file(partial))?)
+        })
+        .await
+    }
+
     /// Whether an unfinished upload still holds bytes on disk (for tests of cleanup).
     pub fn has_partial(&self, upload_id: &str) -> bool {
         let partial = self.partial(upload_id);

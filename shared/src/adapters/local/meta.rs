@@ -196,7 +196,10 @@ impl UploadStore for LocalMeta {
             *quota,
         );
         let bytes = encode(session)?;
-        self.write(move |txn| {
+        // Deferred (not flushed before the answer): the first chunk's commit, which follows at once,
+        // is flushed (`LocalBlobs`) and makes this one durable too. A crash in between loses both
+        // the session and its count, and leaves a partial file that `recover` removes at start.
+        self.inner.writer.write_deferred(move |txn| {
             {
                 let mut uploads = txn.open_table(UPLOADS).map_err(backend)?;
                 if uploads.get(id.as_str()).map_err(backend)?.is_some() {
@@ -387,16 +390,13 @@ impl LocalMeta {
         })
     }
 
-    /// Every session still receiving chunks (for `recover`, at start).
-    pub(super) fn receiving(&self) -> Result<Vec<UploadSession>, StoreError> {
+    /// Every session (for `recover`, at start).
+    pub(super) fn sessions(&self) -> Result<Vec<UploadSession>, StoreError> {
         self.read(|txn| {
             let t = txn.open_table(UPLOADS).map_err(backend)?;
             let mut out = Vec::new();
             for row in t.iter().map_err(backend)? {
-                let s: UploadSession = decode(row.map_err(backend)?.1.value())?;
-                if s.status == crate::domain::upload::UploadStatus::Receiving {
-                    out.push(s);
-                }
+                out.push(decode(row.map_err(backend)?.1.value())?);
             }
             Ok(out)
         })

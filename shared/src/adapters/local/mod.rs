@@ -17,12 +17,24 @@ pub use meta::LocalMeta;
 use crate::ports::UploadStore;
 
 /// After a crash: brings the record of every upload still receiving up to the progress its partial
-/// file holds (`progress`), flushed. Chunk commits are not flushed in redb (their partial file holds
-/// them), so a crash may have lost the newest of them. Call at start, before serving. Answers how many
-/// records it moved on.
+/// file holds (`progress`), flushed, since chunk commits are not flushed in redb (their partial file
+/// holds them) and a crash may have lost the newest of them; and removes the partial files of uploads
+/// whose session was lost (its creation is flushed with its first chunk's commit, `LocalMeta`, so a
+/// crash in between leaves bytes that no session leads to). Call at start, before serving. Answers
+/// how many records it moved on.
 pub async fn recover(meta: &LocalMeta, blobs: &LocalBlobs) -> anyhow::Result<usize> {
+    let sessions = meta.sessions()?;
+    for id in blobs.partial_ids()? {
+        if !sessions.iter().any(|s| s.id == id) {
+            tracing::info!(upload_id = %id, "removing the partial file of an upload that has no session");
+            blobs.remove_partial(&id).await?;
+        }
+    }
     let mut moved = 0;
-    for stored in meta.receiving()? {
+    for stored in sessions
+        .into_iter()
+        .filter(|s| s.status == crate::domain::upload::UploadStatus::Receiving)
+    {
         let path = blobs.partial(&stored.id);
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
