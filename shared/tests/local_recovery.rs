@@ -72,7 +72,11 @@ async fn finish_and_check(w: &Wired, id: &str, data: &[u8], dir: &Path) {
     assert_eq!(st, 201, "{media}");
     assert_eq!(media["size"], data.len() as u64);
     let stored = std::fs::read(dir.join("objects/media").join(format!("{id}.pdf"))).unwrap();
-    assert_eq!(stored.len(), data.len(), "no progress record left in the object");
+    assert_eq!(
+        stored.len(),
+        data.len(),
+        "no progress record left in the object"
+    );
     assert_eq!(md5_hex(&stored), md5_hex(data));
 }
 
@@ -84,7 +88,11 @@ async fn acknowledged_chunks_whose_commits_redb_lost_are_recovered_at_start() {
 
     let w = open(dir.path()).await;
     let s = meta(&w).get_upload(&id).await.unwrap().unwrap();
-    assert_eq!(s.offset, 4 * CHUNK as u64, "every acknowledged chunk is there");
+    assert_eq!(
+        s.offset,
+        4 * CHUNK as u64,
+        "every acknowledged chunk is there"
+    );
     send(&w, Some(&id), &data, 4, 5).await;
     finish_and_check(&w, &id, &data, dir.path()).await;
 }
@@ -106,10 +114,18 @@ async fn a_chunk_whose_bytes_missed_the_disk_is_rolled_back_and_sent_again() {
 
     let w = open(dir.path()).await;
     let s = meta(&w).get_upload(&id).await.unwrap().unwrap();
-    assert_eq!(s.offset, 3 * CHUNK as u64, "back to the last chunk that is whole");
+    assert_eq!(
+        s.offset,
+        3 * CHUNK as u64,
+        "back to the last chunk that is whole"
+    );
     // The client is told where to go on, and sends the rest again.
     let (st, b) = chunk(&w.app, Some(&id), &data[4 * CHUNK..], 4 * CHUNK, data.len()).await;
-    assert_eq!((st, b["offset"].as_u64()), (400, Some(3 * CHUNK as u64)), "{b}");
+    assert_eq!(
+        (st, b["offset"].as_u64()),
+        (400, Some(3 * CHUNK as u64)),
+        "{b}"
+    );
     send(&w, Some(&id), &data, 3, 5).await;
     finish_and_check(&w, &id, &data, dir.path()).await;
 }
@@ -122,7 +138,10 @@ async fn a_partial_file_without_a_session_is_removed_at_start() {
     let kept = send(&w, None, &data, 0, 2).await;
     drop(w);
     // The upload's creation is flushed with its first chunk's commit; a crash in between leaves this.
-    let orphan = dir.path().join("partial").join("0123456789abcdef0123456789abcdef");
+    let orphan = dir
+        .path()
+        .join("partial")
+        .join("0123456789abcdef0123456789abcdef");
     std::fs::write(&orphan, &data[..CHUNK]).unwrap();
 
     let w = open(dir.path()).await;

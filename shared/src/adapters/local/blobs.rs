@@ -414,7 +414,9 @@ impl LocalBlobs {
     pub(super) fn partial_ids(&self) -> anyhow::Result<Vec<String>> {
         let dir = self.root.join("partial");
         let mut ids = Vec::new();
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
             let name = entry?.file_name();
             let name = name.to_string_lossy();
             let id = name.strip_suffix(".stripped").unwrap_or(&name);

@@ -199,32 +199,36 @@ impl UploadStore for LocalMeta {
         // Deferred (not flushed before the answer): the first chunk's commit, which follows at once,
         // is flushed (`LocalBlobs`) and makes this one durable too. A crash in between loses both
         // the session and its count, and leaves a partial file that `recover` removes at start.
-        self.inner.writer.write_deferred(move |txn| {
-            {
-                let mut uploads = txn.open_table(UPLOADS).map_err(backend)?;
-                if uploads.get(id.as_str()).map_err(backend)?.is_some() {
-                    return Err(StoreError::Conflict);
+        self.inner
+            .writer
+            .write_deferred(move |txn| {
+                {
+                    let mut uploads = txn.open_table(UPLOADS).map_err(backend)?;
+                    if uploads.get(id.as_str()).map_err(backend)?.is_some() {
+                        return Err(StoreError::Conflict);
+                    }
+                    let mut quotas = txn.open_table(QUOTAS).map_err(backend)?;
+                    let mut open: OpenUploads = match quotas.get(owner.as_str()).map_err(backend)? {
+                        Some(v) => decode(v.value())?,
+                        None => OpenUploads::default(),
+                    };
+                    let count = open.uploads.len() as u64;
+                    if count >= quota.max_open
+                        || open.bytes().saturating_add(total) > quota.max_bytes
+                    {
+                        return Err(StoreError::QuotaExceeded(quota));
+                    }
+                    open.uploads.insert(id.clone(), total);
+                    quotas
+                        .insert(owner.as_str(), encode(&open)?.as_slice())
+                        .map_err(backend)?;
+                    uploads
+                        .insert(id.as_str(), bytes.as_slice())
+                        .map_err(backend)?;
                 }
-                let mut quotas = txn.open_table(QUOTAS).map_err(backend)?;
-                let mut open: OpenUploads = match quotas.get(owner.as_str()).map_err(backend)? {
-                    Some(v) => decode(v.value())?,
-                    None => OpenUploads::default(),
-                };
-                let count = open.uploads.len() as u64;
-                if count >= quota.max_open || open.bytes().saturating_add(total) > quota.max_bytes {
-                    return Err(StoreError::QuotaExceeded(quota));
-                }
-                open.uploads.insert(id.clone(), total);
-                quotas
-                    .insert(owner.as_str(), encode(&open)?.as_slice())
-                    .map_err(backend)?;
-                uploads
-                    .insert(id.as_str(), bytes.as_slice())
-                    .map_err(backend)?;
-            }
-            Ok(())
-        })
-        .await
+                Ok(())
+            })
+            .await
     }
 
     /// Deferred (not flushed before the answer): every caller writes the session again afterwards
@@ -232,28 +236,30 @@ impl UploadStore for LocalMeta {
     /// durable too; a crash before it leaves the session, whose retry or sweep frees it again.
     async fn release_quota(&self, session: &UploadSession) -> Result<bool, StoreError> {
         let (id, owner) = (session.id.clone(), session.owner.clone());
-        self.inner.writer.write_deferred(move |txn| {
-            let freed = {
-                let mut quotas = txn.open_table(QUOTAS).map_err(backend)?;
-                let mut open: OpenUploads = match quotas.get(owner.as_str()).map_err(backend)? {
-                    Some(v) => decode(v.value())?,
-                    None => return Ok(false),
+        self.inner
+            .writer
+            .write_deferred(move |txn| {
+                let freed = {
+                    let mut quotas = txn.open_table(QUOTAS).map_err(backend)?;
+                    let mut open: OpenUploads = match quotas.get(owner.as_str()).map_err(backend)? {
+                        Some(v) => decode(v.value())?,
+                        None => return Ok(false),
+                    };
+                    if open.uploads.remove(&id).is_none() {
+                        return Ok(false);
+                    }
+                    if open.uploads.is_empty() {
+                        quotas.remove(owner.as_str()).map_err(backend)?;
+                    } else {
+                        quotas
+                            .insert(owner.as_str(), encode(&open)?.as_slice())
+                            .map_err(backend)?;
+                    }
+                    true
                 };
-                if open.uploads.remove(&id).is_none() {
-                    return Ok(false);
-                }
-                if open.uploads.is_empty() {
-                    quotas.remove(owner.as_str()).map_err(backend)?;
-                } else {
-                    quotas
-                        .insert(owner.as_str(), encode(&open)?.as_slice())
-                        .map_err(backend)?;
-                }
-                true
-            };
-            Ok(freed)
-        })
-        .await
+                Ok(freed)
+            })
+            .await
     }
 
     async fn delete_upload(&self, id: &str, expected: u64) -> Result<bool, StoreError> {

@@ -101,7 +101,10 @@ fn decode(slot: &[u8]) -> Option<UploadSession> {
 /// The session to put back in place of `stored` (redb's record after a crash), from the partial file
 /// `file`: the newest record there if it is newer and its last chunk's bytes are on disk, the state
 /// before that chunk if they are not; `None` if redb's record stands.
-pub(super) fn recovered(file: &File, stored: &UploadSession) -> anyhow::Result<Option<UploadSession>> {
+pub(super) fn recovered(
+    file: &File,
+    stored: &UploadSession,
+) -> anyhow::Result<Option<UploadSession>> {
     if stored.status != UploadStatus::Receiving {
         return Ok(None);
     }
@@ -143,8 +146,11 @@ mod tests {
 
     fn session() -> UploadSession {
         let now = OffsetDateTime::now_utc();
-        let plan = ChunkPlan::first(Some(ContentRange::parse("bytes 0-3999/10000").unwrap()), 4000)
-            .unwrap();
+        let plan = ChunkPlan::first(
+            Some(ContentRange::parse("bytes 0-3999/10000").unwrap()),
+            4000,
+        )
+        .unwrap();
         let content = crate::domain::sniff::sniff(b"%PDF-1.4\n").unwrap();
         UploadSession::new("alice", now, 3600, &plan, content, Some("a.pdf".into()))
     }
