@@ -24,8 +24,10 @@
 //! (and abandon what it wrote) or commit bytes that the next sweep frees.
 //!
 //! The first chunk creates the session before writing any byte (with what the backend opens for it,
-//! `BlobStore::begin`: S3's multipart upload), so a crash never leaves bytes that no session leads to,
-//! and a user over quota costs no chunk write.
+//! `BlobStore::begin`: S3's multipart upload), so a crash never leaves bytes that no session leads to
+//! (the local store flushes the creation with the first chunk's commit, and removes at start a partial
+//! file whose session a crash lost: `adapters::local::recover`), and a user over quota costs no chunk
+//! write.
 
 use std::time::Instant;
 
