@@ -106,6 +106,17 @@ pub struct ChunkWrite {
     pub sealed_part: Option<(u32, Bytes)>,
 }
 
+/// A chunk hashed, written and made durable in one go (`BlobStore::write_hashed`).
+#[derive(Debug, Clone)]
+pub struct HashedChunk {
+    pub write: ChunkWrite,
+    /// The session to commit: the one read, with the chunk accepted (`UploadSession::accepted`).
+    pub session: UploadSession,
+    /// As `BlobStore::persist_progress` answers: the session is recoverable from what was written,
+    /// so its commit needs no flush of its own.
+    pub recoverable: bool,
+}
+
 /// Held by a chunk writer from reading the session to committing it, where the backend needs it
 /// (`BlobStore::exclusive`); dropping it lets the next writer of the same upload in.
 pub type ChunkGuard = Box<dyn Send + Sync>;
@@ -138,6 +149,20 @@ pub trait BlobStore: Send + Sync {
         plan: &ChunkPlan,
         data: Bytes,
     ) -> anyhow::Result<ChunkWrite>;
+
+    /// For a backend whose write is local (nothing to overlap with the hashing): advances `session`'s
+    /// MD5 over the chunk, writes it and does what `persist_progress` does, all in one task, so a
+    /// chunk costs one hand-off to a blocking thread instead of three. `None` (the default): not
+    /// offered for this chunk; the handler hashes while `write_chunk` writes, then calls
+    /// `persist_progress`.
+    async fn write_hashed(
+        &self,
+        _session: &UploadSession,
+        _plan: &ChunkPlan,
+        _data: &Bytes,
+    ) -> Option<anyhow::Result<HashedChunk>> {
+        None
+    }
 
     /// Called after `write_chunk` and before `session` (the chunk accepted, its version the one to
     /// commit) is committed: makes the chunk durable, together with `session` where the backend can

@@ -97,40 +97,14 @@ async fn chunk(app: &App, req: Request) -> Result<Response, ApiError> {
 /// Steps (2) and (3) against the session as read.
 async fn write_and_commit(
     app: &App,
-    mut session: UploadSession,
+    read: UploadSession,
     plan: &ChunkPlan,
     data: bytes::Bytes,
 ) -> Result<Response, ApiError> {
-    let read = session.clone();
-    // The MD5 moves forward on a blocking thread while the bytes are written: one waits on the CPU,
-    // the other on storage, so a chunk costs the longer of the two rather than their sum.
-    let hashing = {
-        let (md5, data) = (session.md5.clone(), data.clone());
-        tokio::task::spawn_blocking(move || md5.advanced(&data))
-    };
-    let written = app.blobs.write_chunk(&session, plan, data).await;
-    let md5 = hashing
-        .await
-        .map_err(|e| anyhow::Error::from(e).context("hashing the chunk"))
-        .and_then(|r| r);
-    let (write, md5) = match (written, md5) {
-        (Ok(write), Ok(md5)) => (write, md5),
-        (Err(e), _) => return Err(ApiError::Internal(e.context("writing the chunk"))),
-        (Ok(write), Err(e)) => {
-            abandon(app, &read, write).await;
-            return Err(ApiError::Internal(e.context("hashing the chunk")));
-        }
-    };
-    session.accept_chunk(plan, md5, write.staging.clone());
-    session.version = read.version + 1;
-    // The bytes and, where the backend keeps it beside them, the session made durable in one flush
-    // (the local backend, `adapters::local::progress`); then the commit needs none of its own.
-    let recoverable = match app.blobs.persist_progress(&session, plan).await {
-        Ok(r) => r,
-        Err(e) => {
-            abandon(app, &read, write).await;
-            return Err(ApiError::Internal(e.context("flushing the chunk")));
-        }
+    let (session, write, recoverable) = match app.blobs.write_hashed(&read, plan, &data).await {
+        Some(Ok(done)) => (done.session, done.write, done.recoverable),
+        Some(Err(e)) => return Err(ApiError::Internal(e.context("writing the chunk"))),
+        None => hash_while_writing(app, &read, plan, data).await?,
     };
     let committed = if recoverable {
         app.uploads
@@ -155,6 +129,43 @@ async fn write_and_commit(
         tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "could not finish the chunk's write after its commit");
     }
     Ok(accepted(&session))
+}
+
+/// Step (2) where the backend writes remotely: the MD5 moves forward on a blocking thread while the
+/// bytes are written (one waits on the CPU, the other on storage, so a chunk costs the longer of the
+/// two rather than their sum), then the chunk is made durable (`BlobStore::persist_progress`: with
+/// its session where the backend keeps it beside the bytes, then the commit needs no flush).
+async fn hash_while_writing(
+    app: &App,
+    read: &UploadSession,
+    plan: &ChunkPlan,
+    data: bytes::Bytes,
+) -> Result<(UploadSession, crate::ports::ChunkWrite, bool), ApiError> {
+    let hashing = {
+        let (md5, data) = (read.md5.clone(), data.clone());
+        tokio::task::spawn_blocking(move || md5.advanced(&data))
+    };
+    let written = app.blobs.write_chunk(read, plan, data).await;
+    let md5 = hashing
+        .await
+        .map_err(|e| anyhow::Error::from(e).context("hashing the chunk"))
+        .and_then(|r| r);
+    let (write, md5) = match (written, md5) {
+        (Ok(write), Ok(md5)) => (write, md5),
+        (Err(e), _) => return Err(ApiError::Internal(e.context("writing the chunk"))),
+        (Ok(write), Err(e)) => {
+            abandon(app, read, write).await;
+            return Err(ApiError::Internal(e.context("hashing the chunk")));
+        }
+    };
+    let session = read.accepted(plan, md5, write.staging.clone());
+    match app.blobs.persist_progress(&session, plan).await {
+        Ok(recoverable) => Ok((session, write, recoverable)),
+        Err(e) => {
+            abandon(app, read, write).await;
+            Err(ApiError::Internal(e.context("flushing the chunk")))
+        }
+    }
 }
 
 /// Best effort: what a losing or failed attempt leaves is garbage for completion, the sweep or the

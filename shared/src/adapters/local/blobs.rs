@@ -28,7 +28,7 @@ use crate::domain::image_metadata::{self, MetadataPolicy};
 use crate::domain::sniff::mime_for_extension;
 use crate::domain::upload::{ChunkPlan, UploadSession};
 use crate::domain::ObjectHeaders;
-use crate::ports::{BlobStore, ChunkGuard, ChunkWrite};
+use crate::ports::{BlobStore, ChunkGuard, ChunkWrite, HashedChunk};
 
 pub struct LocalBlobs {
     root: PathBuf,
@@ -203,6 +203,13 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
+/// Chunks below this size are hashed, written and flushed in one blocking task (`write_hashed`):
+/// one thread hand-off instead of three, which the profile showed at a fifth of the server's CPU at
+/// 204800-byte chunks, against an overlap of MD5 and write worth ~0.1 ms there. From 1 MiB up they
+/// are hashed while they are written: the overlap (the copy into the page cache, 0.5-3 ms here) is
+/// worth more than the hand-offs.
+const HASH_APART_FROM: u64 = 1 << 20;
+
 /// Whether a chunk is flushed on its own and committed with a flush of the database, as before
 /// `progress`: the first, whose commit also makes its session's creation durable (`LocalMeta`'s
 /// `create_upload` is not flushed), and the last, whose record then needs nothing from the partial
@@ -267,6 +274,53 @@ impl BlobStore for LocalBlobs {
             staging: session.staging.clone(),
             ..ChunkWrite::default()
         })
+    }
+
+    async fn write_hashed(
+        &self,
+        session: &UploadSession,
+        plan: &ChunkPlan,
+        data: &Bytes,
+    ) -> Option<anyhow::Result<HashedChunk>> {
+        if plan.len >= HASH_APART_FROM {
+            return None;
+        }
+        let path = self.partial(&session.id);
+        let (read, plan, data) = (session.clone(), *plan, data.clone());
+        Some(
+            blocking(move || {
+                let md5 = read.md5.clone().advanced(&data)?;
+                let accepted = read.accepted(&plan, md5, read.staging.clone());
+                let file = open_partial(&path)?;
+                file.write_all_at(&data, plan.start).with_context(|| {
+                    format!(
+                        "writing {} bytes at {} of {}",
+                        data.len(),
+                        plan.start,
+                        path.display()
+                    )
+                })?;
+                let slot = match flushed_alone(&plan) {
+                    true => None,
+                    false => progress::encode(&accepted)?,
+                };
+                if let Some(slot) = &slot {
+                    progress::write(&file, &accepted, slot)
+                        .with_context(|| format!("writing the progress into {}", path.display()))?;
+                }
+                file.sync_data()
+                    .with_context(|| format!("flushing {}", path.display()))?;
+                Ok(HashedChunk {
+                    write: ChunkWrite {
+                        staging: read.staging.clone(),
+                        ..ChunkWrite::default()
+                    },
+                    session: accepted,
+                    recoverable: slot.is_some(),
+                })
+            })
+            .await,
+        )
     }
 
     async fn persist_progress(
