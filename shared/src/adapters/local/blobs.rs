@@ -218,6 +218,29 @@ fn flushed_alone(plan: &ChunkPlan) -> bool {
     plan.start == 0 || plan.is_last()
 }
 
+/// Starts writing `len` bytes at `at` of `file` to the disk without waiting for them
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that the flush after the chunk's hashing finds them
+/// under way or done. Without it a chunk's bytes waited for the MD5 before going out (at 4 MiB, ~7 ms
+/// of MD5, then the write-out). Only a hint: durability is the flush's.
+fn start_writeback(file: &std::fs::File, at: u64, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for the whole call, which reads no memory of ours. A
+        // failure only leaves all the work to the flush, as without the hint.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                at as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, at, len);
+}
+
 fn open_partial(path: &Path) -> anyhow::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)
@@ -266,6 +289,8 @@ impl BlobStore for LocalBlobs {
                 // a power loss, not only a crash of the process.
                 file.sync_data()
                     .with_context(|| format!("flushing {}", path.display()))?;
+            } else {
+                start_writeback(&file, at, data.len());
             }
             Ok(())
         })
@@ -289,8 +314,6 @@ impl BlobStore for LocalBlobs {
         let (read, plan, data) = (session.clone(), *plan, data.clone());
         Some(
             blocking(move || {
-                let md5 = read.md5.clone().advanced(&data)?;
-                let accepted = read.accepted(&plan, md5, read.staging.clone());
                 let file = open_partial(&path)?;
                 file.write_all_at(&data, plan.start).with_context(|| {
                     format!(
@@ -300,6 +323,10 @@ impl BlobStore for LocalBlobs {
                         path.display()
                     )
                 })?;
+                // The disk takes the bytes while the CPU hashes them; the flush below waits for both.
+                start_writeback(&file, plan.start, data.len());
+                let md5 = read.md5.clone().advanced(&data)?;
+                let accepted = read.accepted(&plan, md5, read.staging.clone());
                 let slot = match flushed_alone(&plan) {
                     true => None,
                     false => progress::encode(&accepted)?,
