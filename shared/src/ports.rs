@@ -57,6 +57,19 @@ pub trait UploadStore: Send + Sync {
         Ok(session.staging.parts.clone())
     }
 
+    /// `put_upload` that may answer before the write is durable, for a write whose loss in a crash is
+    /// harmless or repaired: a later flushed write of the same request follows it (the local store's
+    /// commits become durable in order, so that one carries this one), or the session is recovered
+    /// from elsewhere after a crash (the partial file of a chunk, `BlobStore::persist_progress`).
+    /// Default: `put_upload`, durable before the answer.
+    async fn put_upload_deferred(
+        &self,
+        session: &UploadSession,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.put_upload(session, expected).await
+    }
+
     /// Creates a new session (only if no session has its id) and counts it against its owner's
     /// unfinished uploads: one more upload, `session.total` more declared bytes. When that would take
     /// the owner past `quota`, the answer is `StoreError::QuotaExceeded` and no session remains. The
@@ -98,6 +111,11 @@ pub trait MediaStore: Send + Sync {
     async fn next_media_id(&self) -> Result<u64, StoreError>;
     /// Creates or replaces the media with this id.
     async fn put_media(&self, media: &MediaRecord) -> Result<(), StoreError>;
+    /// `put_media` that may answer before the write is durable, when a later flushed write of the
+    /// same request follows (see `UploadStore::put_upload_deferred`). Default: `put_media`.
+    async fn put_media_deferred(&self, media: &MediaRecord) -> Result<(), StoreError> {
+        self.put_media(media).await
+    }
     async fn get_media(&self, id: u64) -> Result<Option<MediaRecord>, StoreError>;
     /// Replaces the media only if it still exists (work done after the fact, such as a deferred
     /// thumbnail, must never bring back a deleted media). Answers whether it was written.
@@ -120,6 +138,17 @@ pub struct ChunkWrite {
     /// session (`UploadStore::commit_chunk`), and the bytes are uploaded only once that commit has
     /// won, so that a losing attempt never writes where a committed part lives.
     pub sealed_part: Option<(PartRecord, Bytes)>,
+}
+
+/// A chunk hashed, written and made durable in one go (`BlobStore::write_hashed`).
+#[derive(Debug, Clone)]
+pub struct HashedChunk {
+    pub write: ChunkWrite,
+    /// The session to commit: the one read, with the chunk accepted (`UploadSession::accepted`).
+    pub session: UploadSession,
+    /// As `BlobStore::persist_progress` answers: the session is recoverable from what was written,
+    /// so its commit needs no flush of its own.
+    pub recoverable: bool,
 }
 
 /// Held by a chunk writer from reading the session to committing it, where the backend needs it
@@ -154,6 +183,33 @@ pub trait BlobStore: Send + Sync {
         plan: &ChunkPlan,
         data: Bytes,
     ) -> anyhow::Result<ChunkWrite>;
+
+    /// For a backend whose write is local (nothing to overlap with the hashing): advances `session`'s
+    /// MD5 over the chunk, writes it and does what `persist_progress` does, all in one task, so a
+    /// chunk costs one hand-off to a blocking thread instead of three. `None` (the default): not
+    /// offered for this chunk; the handler hashes while `write_chunk` writes, then calls
+    /// `persist_progress`.
+    async fn write_hashed(
+        &self,
+        _session: &UploadSession,
+        _plan: &ChunkPlan,
+        _data: &Bytes,
+    ) -> Option<anyhow::Result<HashedChunk>> {
+        None
+    }
+
+    /// Called after `write_chunk` and before `session` (the chunk accepted, its version the one to
+    /// commit) is committed: makes the chunk durable, together with `session` where the backend can
+    /// keep it beside the bytes, and answers whether it did. If it did, the commit needs no flush of
+    /// its own (`UploadStore::put_upload_deferred`): after a crash the backend recovers the session
+    /// from what it wrote here. Default: nothing to do (`write_chunk` made the bytes durable), false.
+    async fn persist_progress(
+        &self,
+        _session: &UploadSession,
+        _plan: &ChunkPlan,
+    ) -> anyhow::Result<bool> {
+        Ok(false)
+    }
 
     /// Called once the session with `write.staging` is committed (`session` is that committed one;
     /// `before` the staging state it replaced): finishes what only a winner may do. Failures here

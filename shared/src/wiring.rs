@@ -137,7 +137,7 @@ pub async fn build(
 ) -> anyhow::Result<Wired> {
     match backend {
         #[cfg(feature = "local")]
-        Backend::Local { data_dir } => build_local(data_dir, limits, files_url),
+        Backend::Local { data_dir } => build_local(data_dir, limits, files_url).await,
         Backend::Aws {
             config,
             create_resources,
@@ -155,7 +155,7 @@ pub async fn build(
 }
 
 #[cfg(feature = "local")]
-fn build_local(
+async fn build_local(
     data_dir: &std::path::Path,
     limits: Limits,
     files_url: Option<&str>,
@@ -167,6 +167,8 @@ fn build_local(
         Some(url) => LocalBlobs::new(data_dir, url)?,
         None => LocalBlobs::unserved(data_dir)?,
     });
+    // Before any request: sessions whose progress a crash left only in their partial files.
+    crate::adapters::local::recover(&meta, &blobs).await?;
     let app = App {
         limits,
         uploads: Arc::new(meta.clone()),

@@ -28,6 +28,27 @@ struct Flaky {
     armed: AtomicU8,
 }
 
+impl Flaky {
+    /// Runs the chunk commit `commit`, failing it in the armed way (once).
+    async fn inject(
+        &self,
+        commit: impl std::future::Future<Output = Result<(), StoreError>>,
+    ) -> Result<(), StoreError> {
+        match self.armed.swap(0, Ordering::SeqCst) {
+            LOST => Err(StoreError::Backend(anyhow::anyhow!(
+                "injected: the process died before the commit"
+            ))),
+            LANDED_ANSWER_LOST => {
+                commit.await?;
+                Err(StoreError::Backend(anyhow::anyhow!(
+                    "injected: the commit timed out after landing"
+                )))
+            }
+            _ => commit.await,
+        }
+    }
+}
+
 #[async_trait]
 impl UploadStore for Flaky {
     async fn get_upload(&self, id: &str) -> Result<Option<UploadSession>, StoreError> {
@@ -44,17 +65,22 @@ impl UploadStore for Flaky {
         expected: u64,
         sealed: Option<&PartRecord>,
     ) -> Result<(), StoreError> {
-        match self.armed.swap(0, Ordering::SeqCst) {
-            LOST => Err(StoreError::Backend(anyhow::anyhow!(
-                "injected: the process died before the commit"
-            ))),
-            LANDED_ANSWER_LOST => {
-                self.inner.commit_chunk(s, expected, sealed).await?;
-                Err(StoreError::Backend(anyhow::anyhow!(
-                    "injected: the commit timed out after landing"
-                )))
-            }
-            _ => self.inner.commit_chunk(s, expected, sealed).await,
+        self.inject(self.inner.commit_chunk(s, expected, sealed))
+            .await
+    }
+
+    /// The local backend's chunk commit (its session is kept beside the bytes, so not flushed).
+    async fn put_upload_deferred(
+        &self,
+        s: &UploadSession,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let is_chunk_commit = s.lease.is_none() && s.offset > 0;
+        if is_chunk_commit {
+            self.inject(self.inner.put_upload_deferred(s, expected))
+                .await
+        } else {
+            self.inner.put_upload_deferred(s, expected).await
         }
     }
 

@@ -2,7 +2,9 @@
 //!
 //! A chunk is (1) read the session, (2) write the bytes, (3) commit offset + MD5 state + staging state
 //! conditional on the version read in (1), with the record of the part the chunk fills, if it fills
-//! one, in the same write (`UploadStore::commit_chunk`): one read and one write, no lease. Two
+//! one, in the same write (`UploadStore::commit_chunk`): one read and one write, no lease. Where the
+//! backend keeps the accepted session beside the bytes, flushed with them (the local one:
+//! `BlobStore::persist_progress`), the commit in (3) is not flushed again. Two
 //! requests racing for the same offset (a retry, a client sending twice, with the same bytes or not)
 //! may both write; exactly one commit wins and the other is answered 409, so exactly one version of
 //! the chunk is ever accepted. That is safe because no attempt ever writes where a committed session's
@@ -23,8 +25,10 @@
 //! (and abandon what it wrote) or commit bytes that the next sweep frees.
 //!
 //! The first chunk creates the session before writing any byte (with what the backend opens for it,
-//! `BlobStore::begin`: S3's multipart upload), so a crash never leaves bytes that no session leads to,
-//! and a user over quota costs no chunk write.
+//! `BlobStore::begin`: S3's multipart upload), so a crash never leaves bytes that no session leads to
+//! (the local store flushes the creation with the first chunk's commit, and removes at start a partial
+//! file whose session a crash lost: `adapters::local::recover`), and a user over quota costs no chunk
+//! write.
 
 use std::time::Instant;
 
@@ -94,38 +98,31 @@ async fn chunk(app: &App, req: Request) -> Result<Response, ApiError> {
 /// Steps (2) and (3) against the session as read.
 async fn write_and_commit(
     app: &App,
-    mut session: UploadSession,
+    read: UploadSession,
     plan: &ChunkPlan,
     data: bytes::Bytes,
 ) -> Result<Response, ApiError> {
-    let read = session.clone();
-    // The MD5 moves forward on a blocking thread while the bytes are written: one waits on the CPU,
-    // the other on storage, so a chunk costs the longer of the two rather than their sum.
-    let hashing = {
-        let (md5, data) = (session.md5.clone(), data.clone());
-        tokio::task::spawn_blocking(move || md5.advanced(&data))
+    let (session, write, recoverable) = match app.blobs.write_hashed(&read, plan, &data).await {
+        Some(Ok(done)) => (done.session, done.write, done.recoverable),
+        Some(Err(e)) => return Err(ApiError::Internal(e.context("writing the chunk"))),
+        None => hash_while_writing(app, &read, plan, data).await?,
     };
-    let written = app.blobs.write_chunk(&session, plan, data).await;
-    let md5 = hashing
-        .await
-        .map_err(|e| anyhow::Error::from(e).context("hashing the chunk"))
-        .and_then(|r| r);
-    let (write, md5) = match (written, md5) {
-        (Ok(write), Ok(md5)) => (write, md5),
-        (Err(e), _) => return Err(ApiError::Internal(e.context("writing the chunk"))),
-        (Ok(write), Err(e)) => {
-            abandon(app, &read, write).await;
-            return Err(ApiError::Internal(e.context("hashing the chunk")));
+    let sealed = write.sealed_part.as_ref().map(|(part, _)| part);
+    let committed = match sealed {
+        // Kept beside the bytes and flushed with them: the commit needs no flush of its own. (Such a
+        // backend seals no parts; a sealed part always goes through `commit_chunk`.)
+        None if recoverable => {
+            app.uploads
+                .put_upload_deferred(&session, Some(read.version))
+                .await
+        }
+        _ => {
+            app.uploads
+                .commit_chunk(&session, read.version, sealed)
+                .await
         }
     };
-    session.accept_chunk(plan, md5, write.staging.clone());
-    session.version = read.version + 1;
-    let sealed = write.sealed_part.as_ref().map(|(part, _)| part);
-    match app
-        .uploads
-        .commit_chunk(&session, read.version, sealed)
-        .await
-    {
+    match committed {
         Ok(()) => app.metrics.record(Event::ChunkStored { bytes: plan.len }),
         Err(StoreError::Conflict) => {
             // Another request moved the upload on (or the sweep removed it) since we read it: what
@@ -141,6 +138,43 @@ async fn write_and_commit(
         tracing::warn!(upload_id = %session.id, error = format!("{e:#}"), "could not finish the chunk's write after its commit");
     }
     Ok(accepted(&session))
+}
+
+/// Step (2) where the backend writes remotely: the MD5 moves forward on a blocking thread while the
+/// bytes are written (one waits on the CPU, the other on storage, so a chunk costs the longer of the
+/// two rather than their sum), then the chunk is made durable (`BlobStore::persist_progress`: with
+/// its session where the backend keeps it beside the bytes, then the commit needs no flush).
+async fn hash_while_writing(
+    app: &App,
+    read: &UploadSession,
+    plan: &ChunkPlan,
+    data: bytes::Bytes,
+) -> Result<(UploadSession, crate::ports::ChunkWrite, bool), ApiError> {
+    let hashing = {
+        let (md5, data) = (read.md5.clone(), data.clone());
+        tokio::task::spawn_blocking(move || md5.advanced(&data))
+    };
+    let written = app.blobs.write_chunk(read, plan, data).await;
+    let md5 = hashing
+        .await
+        .map_err(|e| anyhow::Error::from(e).context("hashing the chunk"))
+        .and_then(|r| r);
+    let (write, md5) = match (written, md5) {
+        (Ok(write), Ok(md5)) => (write, md5),
+        (Err(e), _) => return Err(ApiError::Internal(e.context("writing the chunk"))),
+        (Ok(write), Err(e)) => {
+            abandon(app, read, write).await;
+            return Err(ApiError::Internal(e.context("hashing the chunk")));
+        }
+    };
+    let session = read.accepted(plan, md5, write.staging.clone());
+    match app.blobs.persist_progress(&session, plan).await {
+        Ok(recoverable) => Ok((session, write, recoverable)),
+        Err(e) => {
+            abandon(app, read, write).await;
+            Err(ApiError::Internal(e.context("flushing the chunk")))
+        }
+    }
 }
 
 /// Best effort: what a losing or failed attempt leaves is garbage for completion, the sweep or the

@@ -473,6 +473,15 @@ impl UploadSession {
         self.lease = None;
     }
 
+    /// The session to commit for a chunk written against this one (the version read): the chunk
+    /// accepted (`accept_chunk`) and the version one up, which the commit is conditional on.
+    pub fn accepted(&self, plan: &ChunkPlan, md5: ResumableMd5, staging: StagingState) -> Self {
+        let mut next = self.clone();
+        next.accept_chunk(plan, md5, staging);
+        next.version = self.version + 1;
+        next
+    }
+
     /// Compares the client's MD5 with the carried-forward one; `Ok` is the (lowercase) digest.
     pub fn verify_md5(&self, claimed: &str) -> Result<String, Md5Error> {
         let ours = self.md5.hex_digest().map_err(Md5Error::State)?;

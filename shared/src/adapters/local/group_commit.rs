@@ -14,19 +14,29 @@
 //! mates commit unaffected; one that fails with `StoreError::Backend` (or panics) may have written
 //! half of itself, so the whole transaction is dropped and every write in it is answered with an
 //! error: nothing of the batch is stored, and each caller knows it.
+//!
+//! A write may be deferred (`write_deferred`): answered once committed but before it is flushed. A
+//! batch holding only deferred writes is committed without a flush (`Durability::None`); redb's
+//! commits become durable in order, so the next flushed commit makes it durable too. That is for
+//! writes whose loss in a crash is harmless or repaired: followed by a flushed write of the same
+//! request, or recovered from elsewhere (a chunk's progress from its partial file, `progress`).
+//! Every `MAX_DEFERRED`-th commit is flushed all the same, which bounds what redb keeps unflushed.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Context};
-use redb::{Database, WriteTransaction};
+use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::oneshot;
 
 use crate::domain::StoreError;
 
 /// At most this many writes in one transaction: bounds the wait of the last one.
 const MAX_BATCH: usize = 256;
+
+/// At most this many unflushed commits in a row.
+const MAX_DEFERRED: usize = 64;
 
 /// The writer thread and its queue. Dropping it lets the thread finish the queued writes and waits
 /// for it, so that the database file is closed (and may be opened again) once the store is gone.
@@ -55,9 +65,28 @@ impl GroupCommit {
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
+        self.queue_write(write, true).await
+    }
+
+    /// Like `write`, but answered once committed, possibly before the commit is flushed (see the
+    /// module doc for when that is right).
+    pub(super) async fn write_deferred<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.queue_write(write, false).await
+    }
+
+    async fn queue_write<T, F>(&self, write: F, durable: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
         let (answer, answered) = oneshot::channel();
         let job = Box::new(Pending {
             write: Some(write),
+            durable,
             result: None,
             answer,
         });
@@ -84,6 +113,8 @@ impl Drop for GroupCommit {
 
 /// One queued write, its result kept until its transaction's fate is known.
 trait Job: Send {
+    /// Whether its caller waits for the flush (`GroupCommit::write`).
+    fn durable(&self) -> bool;
     /// Applies the write; false if it failed in a way that may have left part of it in `txn`.
     fn apply(&mut self, txn: &WriteTransaction) -> bool;
     /// Answers the caller: the write's own result if it failed or its transaction committed,
@@ -93,6 +124,7 @@ trait Job: Send {
 
 struct Pending<T, F> {
     write: Option<F>,
+    durable: bool,
     result: Option<Result<T, StoreError>>,
     answer: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -102,6 +134,10 @@ where
     T: Send + 'static,
     F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
 {
+    fn durable(&self) -> bool {
+        self.durable
+    }
+
     fn apply(&mut self, txn: &WriteTransaction) -> bool {
         let Some(write) = self.write.take() else {
             return false;
@@ -130,6 +166,7 @@ where
 
 /// The writer thread: waits for a write, takes every write queued behind it, commits them as one.
 fn write_batches(db: &Database, jobs: &mpsc::Receiver<Box<dyn Job>>) {
+    let mut unflushed = 0;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -138,15 +175,31 @@ fn write_batches(db: &Database, jobs: &mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        commit(db, batch);
+        let flush = unflushed >= MAX_DEFERRED || batch.iter().any(|job| job.durable());
+        if commit(db, batch, flush) {
+            unflushed = if flush { 0 } else { unflushed + 1 };
+        }
     }
 }
 
-fn commit(db: &Database, mut batch: Vec<Box<dyn Job>>) {
-    let txn = match db.begin_write() {
+/// Commits the batch as one transaction, flushed or not; answers whether it was committed.
+fn commit(db: &Database, mut batch: Vec<Box<dyn Job>>, flush: bool) -> bool {
+    let mut txn = match db.begin_write() {
         Ok(txn) => txn,
-        Err(e) => return answer_all(batch, Err(&format!("starting a transaction: {e}"))),
+        Err(e) => {
+            answer_all(batch, Err(&format!("starting a transaction: {e}")));
+            return false;
+        }
     };
+    let durability = if flush {
+        Durability::Immediate
+    } else {
+        Durability::None
+    };
+    if let Err(e) = txn.set_durability(durability) {
+        answer_all(batch, Err(&format!("setting the durability: {e}")));
+        return false;
+    }
     if let Some(failed) = batch.iter_mut().position(|job| !job.apply(&txn)) {
         let _ = txn.abort();
         tracing::warn!(
@@ -155,14 +208,21 @@ fn commit(db: &Database, mut batch: Vec<Box<dyn Job>>) {
             "a database write failed; its transaction was dropped"
         );
         // The failed write answers its own error; the others say why they were not stored.
-        return answer_all(
+        answer_all(
             batch,
             Err("not stored: another write in the same transaction failed"),
         );
+        return false;
     }
     match txn.commit() {
-        Ok(()) => answer_all(batch, Ok(())),
-        Err(e) => answer_all(batch, Err(&format!("committing: {e}"))),
+        Ok(()) => {
+            answer_all(batch, Ok(()));
+            true
+        }
+        Err(e) => {
+            answer_all(batch, Err(&format!("committing: {e}")));
+            false
+        }
     }
 }
 

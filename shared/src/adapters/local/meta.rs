@@ -4,7 +4,10 @@
 //! written in the same transaction as the session they count.
 //!
 //! Writes go through one writer thread that commits the writes queued at the same time together, with
-//! one fsync (`group_commit`); each is answered once durable. Reads run on the caller's thread: a read
+//! one fsync (`group_commit`); each is answered once durable, except the deferred ones: writes whose
+//! loss in a crash is harmless or repaired, answered before their commit is flushed (a chunk's commit
+//! whose session its partial file holds, `progress`; completion's steps before its last write; media
+//! ids, see `next_media_id`). Reads run on the caller's thread: a read
 //! transaction takes no lock a commit holds and reads pages redb or the kernel has cached, so a hop to
 //! a blocking thread and back (two thread wake-ups per read) cost more than the read.
 
@@ -117,6 +120,36 @@ impl LocalMeta {
         f(&self.inner.db.begin_read().map_err(backend)?)
     }
 
+    /// `put_upload`, flushed before the answer or not (`durable`).
+    async fn put_upload_as(
+        &self,
+        session: &UploadSession,
+        expected: Option<u64>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let id = session.id.clone();
+        let bytes = encode(session)?;
+        let write = move |txn: &WriteTransaction| {
+            {
+                let mut t = txn.open_table(UPLOADS).map_err(backend)?;
+                let current: Option<u64> = match t.get(id.as_str()).map_err(backend)? {
+                    Some(v) => Some(decode::<UploadSession>(v.value())?.version),
+                    None => None,
+                };
+                if current != expected {
+                    return Err(StoreError::Conflict);
+                }
+                t.insert(id.as_str(), bytes.as_slice()).map_err(backend)?;
+            }
+            Ok(())
+        };
+        if durable {
+            self.write(write).await
+        } else {
+            self.inner.writer.write_deferred(write).await
+        }
+    }
+
     fn next_id(txn: &WriteTransaction, counter: &'static str) -> Result<u64, StoreError> {
         let mut t = txn.open_table(COUNTERS).map_err(backend)?;
         let id = t.get(counter).map_err(backend)?.map_or(0, |v| v.value()) + 1;
@@ -140,23 +173,15 @@ impl UploadStore for LocalMeta {
         session: &UploadSession,
         expected: Option<u64>,
     ) -> Result<(), StoreError> {
-        let id = session.id.clone();
-        let bytes = encode(session)?;
-        self.write(move |txn| {
-            {
-                let mut t = txn.open_table(UPLOADS).map_err(backend)?;
-                let current: Option<u64> = match t.get(id.as_str()).map_err(backend)? {
-                    Some(v) => Some(decode::<UploadSession>(v.value())?.version),
-                    None => None,
-                };
-                if current != expected {
-                    return Err(StoreError::Conflict);
-                }
-                t.insert(id.as_str(), bytes.as_slice()).map_err(backend)?;
-            }
-            Ok(())
-        })
-        .await
+        self.put_upload_as(session, expected, true).await
+    }
+
+    async fn put_upload_deferred(
+        &self,
+        session: &UploadSession,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.put_upload_as(session, expected, false).await
     }
 
     async fn create_upload(
@@ -171,58 +196,70 @@ impl UploadStore for LocalMeta {
             *quota,
         );
         let bytes = encode(session)?;
-        self.write(move |txn| {
-            {
-                let mut uploads = txn.open_table(UPLOADS).map_err(backend)?;
-                if uploads.get(id.as_str()).map_err(backend)?.is_some() {
-                    return Err(StoreError::Conflict);
-                }
-                let mut quotas = txn.open_table(QUOTAS).map_err(backend)?;
-                let mut open: OpenUploads = match quotas.get(owner.as_str()).map_err(backend)? {
-                    Some(v) => decode(v.value())?,
-                    None => OpenUploads::default(),
-                };
-                let count = open.uploads.len() as u64;
-                if count >= quota.max_open || open.bytes().saturating_add(total) > quota.max_bytes {
-                    return Err(StoreError::QuotaExceeded(quota));
-                }
-                open.uploads.insert(id.clone(), total);
-                quotas
-                    .insert(owner.as_str(), encode(&open)?.as_slice())
-                    .map_err(backend)?;
-                uploads
-                    .insert(id.as_str(), bytes.as_slice())
-                    .map_err(backend)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn release_quota(&self, session: &UploadSession) -> Result<bool, StoreError> {
-        let (id, owner) = (session.id.clone(), session.owner.clone());
-        self.write(move |txn| {
-            let freed = {
-                let mut quotas = txn.open_table(QUOTAS).map_err(backend)?;
-                let mut open: OpenUploads = match quotas.get(owner.as_str()).map_err(backend)? {
-                    Some(v) => decode(v.value())?,
-                    None => return Ok(false),
-                };
-                if open.uploads.remove(&id).is_none() {
-                    return Ok(false);
-                }
-                if open.uploads.is_empty() {
-                    quotas.remove(owner.as_str()).map_err(backend)?;
-                } else {
+        // Deferred (not flushed before the answer): the first chunk's commit, which follows at once,
+        // is flushed (`LocalBlobs`) and makes this one durable too. A crash in between loses both
+        // the session and its count, and leaves a partial file that `recover` removes at start.
+        self.inner
+            .writer
+            .write_deferred(move |txn| {
+                {
+                    let mut uploads = txn.open_table(UPLOADS).map_err(backend)?;
+                    if uploads.get(id.as_str()).map_err(backend)?.is_some() {
+                        return Err(StoreError::Conflict);
+                    }
+                    let mut quotas = txn.open_table(QUOTAS).map_err(backend)?;
+                    let mut open: OpenUploads = match quotas.get(owner.as_str()).map_err(backend)? {
+                        Some(v) => decode(v.value())?,
+                        None => OpenUploads::default(),
+                    };
+                    let count = open.uploads.len() as u64;
+                    if count >= quota.max_open
+                        || open.bytes().saturating_add(total) > quota.max_bytes
+                    {
+                        return Err(StoreError::QuotaExceeded(quota));
+                    }
+                    open.uploads.insert(id.clone(), total);
                     quotas
                         .insert(owner.as_str(), encode(&open)?.as_slice())
                         .map_err(backend)?;
+                    uploads
+                        .insert(id.as_str(), bytes.as_slice())
+                        .map_err(backend)?;
                 }
-                true
-            };
-            Ok(freed)
-        })
-        .await
+                Ok(())
+            })
+            .await
+    }
+
+    /// Deferred (not flushed before the answer): every caller writes the session again afterwards
+    /// (completion its final state, the sweep its removal), and that flushed commit makes this one
+    /// durable too; a crash before it leaves the session, whose retry or sweep frees it again.
+    async fn release_quota(&self, session: &UploadSession) -> Result<bool, StoreError> {
+        let (id, owner) = (session.id.clone(), session.owner.clone());
+        self.inner
+            .writer
+            .write_deferred(move |txn| {
+                let freed = {
+                    let mut quotas = txn.open_table(QUOTAS).map_err(backend)?;
+                    let mut open: OpenUploads = match quotas.get(owner.as_str()).map_err(backend)? {
+                        Some(v) => decode(v.value())?,
+                        None => return Ok(false),
+                    };
+                    if open.uploads.remove(&id).is_none() {
+                        return Ok(false);
+                    }
+                    if open.uploads.is_empty() {
+                        quotas.remove(owner.as_str()).map_err(backend)?;
+                    } else {
+                        quotas
+                            .insert(owner.as_str(), encode(&open)?.as_slice())
+                            .map_err(backend)?;
+                    }
+                    true
+                };
+                Ok(freed)
+            })
+            .await
     }
 
     async fn delete_upload(&self, id: &str, expected: u64) -> Result<bool, StoreError> {
@@ -273,20 +310,25 @@ impl UploadStore for LocalMeta {
 
 #[async_trait]
 impl MediaStore for LocalMeta {
+    /// Deferred (not flushed before the answer): an id is only ever stored by a later write, whose
+    /// flushed commit makes the counter's durable too (redb's commits become durable in order). An
+    /// id lost in a crash before that was stored nowhere, so handing it out again is harmless.
     async fn next_media_id(&self) -> Result<u64, StoreError> {
-        self.write(|txn| Self::next_id(txn, "media")).await
+        self.inner
+            .writer
+            .write_deferred(|txn| Self::next_id(txn, "media"))
+            .await
     }
 
     async fn put_media(&self, media: &MediaRecord) -> Result<(), StoreError> {
-        let (id, bytes) = (media.id, encode(media)?);
-        self.write(move |txn| {
-            txn.open_table(MEDIA)
-                .map_err(backend)?
-                .insert(id, bytes.as_slice())
-                .map_err(backend)?;
-            Ok(())
-        })
-        .await
+        self.write(Self::media_write(media)?).await
+    }
+
+    async fn put_media_deferred(&self, media: &MediaRecord) -> Result<(), StoreError> {
+        self.inner
+            .writer
+            .write_deferred(Self::media_write(media)?)
+            .await
     }
 
     async fn replace_media(&self, media: &MediaRecord) -> Result<bool, StoreError> {
@@ -340,6 +382,32 @@ impl MediaStore for LocalMeta {
 }
 
 impl LocalMeta {
+    fn media_write(
+        media: &MediaRecord,
+    ) -> Result<impl FnOnce(&WriteTransaction) -> Result<(), StoreError> + Send + 'static, StoreError>
+    {
+        let (id, bytes) = (media.id, encode(media)?);
+        Ok(move |txn: &WriteTransaction| {
+            txn.open_table(MEDIA)
+                .map_err(backend)?
+                .insert(id, bytes.as_slice())
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    /// Every session (for `recover`, at start).
+    pub(super) fn sessions(&self) -> Result<Vec<UploadSession>, StoreError> {
+        self.read(|txn| {
+            let t = txn.open_table(UPLOADS).map_err(backend)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(backend)? {
+                out.push(decode(row.map_err(backend)?.1.value())?);
+            }
+            Ok(out)
+        })
+    }
+
     /// All recorded clicks (for tests and local inspection).
     pub async fn clicks(&self) -> Result<Vec<Click>, StoreError> {
         self.read(|txn| {
